@@ -1,0 +1,1 @@
+"""Probes: small scikit-learn-style classifiers trained on frozen encoder features."""

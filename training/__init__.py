@@ -1,0 +1,1 @@
+"""prism_training: the two-stage VideoPrism-style pretraining pipeline (installed as ``prism_training``)."""
