@@ -1,0 +1,440 @@
+"""Shared layers of the VideoPrism model family.
+
+Module and parameter names follow the official Flax code (google-deepmind/videoprism,
+``videoprism/layers.py``) so that converting an official checkpoint is a key mapping: a Flax path
+``self_attention/query/w`` becomes our ``self_attention.query.weight`` (reshaped to torch's
+``nn.Linear`` layout), ``x_layers/...`` with a stacked leading axis becomes ``x_layers.<i>...``.
+
+Two attention implementations share the same parameters:
+
+* ``"exact"``: the official computation -- logits soft-capped as ``cap * tanh(logits / cap)``
+  before masking, softmax in float32, masked logits replaced by a large negative number.
+* ``"fast"``: :func:`torch.nn.functional.scaled_dot_product_attention`, which cannot express the
+  soft cap (the cap is skipped; with cap 50 the logits of trained models rarely come close to it,
+  see docs/models.md for the measured deviation).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ATTENTION_IMPLEMENTATIONS = ("exact", "fast")
+NORM_POLICIES = ("pre", "primer_hybrid", "post", "post_skip")
+
+# Copied from the official `_get_large_negative_number`: masked logits become -0.7 * max.
+_LARGE_NEGATIVE = -0.7 * float(torch.finfo(torch.float32).max)
+
+
+class LayerNorm(nn.Module):
+    """Layer normalisation whose ``scale`` parameter is stored as gain - 1 (official layout).
+
+    Parameters
+    ----------
+    dim : int
+        Size of the normalised last axis.
+    eps : float
+        Added to the variance (official default 1e-6).
+    """
+
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        # Official LayerNorm computes `normed * (1 + scale) + bias`; scale initialised to 0.
+        self.scale = nn.Parameter(torch.zeros(dim))
+        self.bias = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalise ``x`` (..., dim) over its last axis; same shape and dtype out."""
+        return F.layer_norm(x, (x.shape[-1],), 1.0 + self.scale, self.bias, self.eps)
+
+
+class PerDimScale(nn.Module):
+    """Learned per-dimension query scale: ``1.442695041 / sqrt(dim) * softplus(per_dim_scale)``."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.per_dim_scale = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Scale ``x`` (..., dim) per dimension."""
+        # 1/softplus(0) = 1.442695041, hard-coded like the official PerDimScale.
+        scale = 1.442695041 / math.sqrt(x.shape[-1]) * F.softplus(self.per_dim_scale)
+        return x * scale.to(x.dtype)
+
+
+class FeedForward(nn.Module):
+    """A dense layer (official ``FeedForward``: a ``linear`` sub-module plus an activation)."""
+
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        activation: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_dim, out_dim)
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Project ``x`` (..., in_dim) to (..., out_dim)."""
+        x = self.linear(x)
+        return self.activation(x) if self.activation is not None else x
+
+
+class DotProductAttention(nn.Module):
+    """Multi-head dot-product attention with the official projections ``query/key/value/post``.
+
+    Parameters
+    ----------
+    dim : int
+        Input (and output) width.
+    num_heads : int
+        Number of heads.
+    dim_per_head : int, optional
+        Width of each head; default ``hidden_dim // num_heads``.
+    hidden_dim : int, optional
+        Used only to derive ``dim_per_head``; default ``dim``.
+    atten_logit_cap : float
+        Soft cap of the logits (``<= 0`` disables it).
+    per_dim_scale : bool
+        Scale queries with a learned :class:`PerDimScale` (MAP pooler) instead of
+        ``1 / sqrt(dim_per_head)``.
+    implementation : {"exact", "fast"}
+        See the module docstring.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        dim_per_head: int | None = None,
+        hidden_dim: int | None = None,
+        atten_logit_cap: float = 0.0,
+        per_dim_scale: bool = False,
+        implementation: str = "exact",
+    ) -> None:
+        super().__init__()
+        if implementation not in ATTENTION_IMPLEMENTATIONS:
+            raise ValueError(
+                f"attention implementation {implementation!r} is not one of "
+                f"{ATTENTION_IMPLEMENTATIONS}; set the config field 'attention' to one of them"
+            )
+        hidden_dim = hidden_dim or dim
+        if dim_per_head is None:
+            if hidden_dim % num_heads:
+                raise ValueError(
+                    f"hidden_dim {hidden_dim} is not divisible by num_heads {num_heads}; "
+                    "choose a model_dim that is a multiple of num_heads"
+                )
+            dim_per_head = hidden_dim // num_heads
+        self.num_heads = num_heads
+        self.dim_per_head = dim_per_head
+        self.atten_logit_cap = float(atten_logit_cap)
+        self.implementation = implementation
+        inner = num_heads * dim_per_head
+        self.query = nn.Linear(dim, inner)
+        self.key = nn.Linear(dim, inner)
+        self.value = nn.Linear(dim, inner)
+        self.post = nn.Linear(inner, dim)
+        self.per_dim_scale = PerDimScale(dim_per_head) if per_dim_scale else None
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:
+        # (B, L, N*H) -> (B, N, L, H)
+        b, length, _ = x.shape
+        return x.view(b, length, self.num_heads, self.dim_per_head).transpose(1, 2)
+
+    def forward(
+        self,
+        query_vec: torch.Tensor,
+        kv_vec: torch.Tensor,
+        mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Attend from ``query_vec`` (B, T, D) to ``kv_vec`` (B, S, D).
+
+        Parameters
+        ----------
+        query_vec : torch.Tensor
+            (B, T, D) float.
+        kv_vec : torch.Tensor
+            (B, S, D) float, used for both keys and values.
+        mask : torch.Tensor, optional
+            bool, broadcastable to (B, 1, T, S); ``True`` marks a pair that must not attend.
+
+        Returns
+        -------
+        torch.Tensor
+            (B, T, D), same dtype as the input.
+        """
+        q = self._split(self.query(query_vec))
+        k = self._split(self.key(kv_vec))
+        v = self._split(self.value(kv_vec))
+        if self.per_dim_scale is not None:
+            q = self.per_dim_scale(q)
+            scale = 1.0
+        else:
+            scale = self.dim_per_head**-0.5
+        if self.implementation == "fast":
+            attn_mask = None if mask is None else ~mask
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=scale)
+        else:
+            if scale != 1.0:
+                q = q * scale
+            logits = torch.matmul(q, k.transpose(-1, -2))
+            if self.atten_logit_cap > 0.0:
+                cap = self.atten_logit_cap
+                logits = cap * torch.tanh(logits / cap)
+            # Attention softmax is always carried out in float32 (official comment and code).
+            logits = logits.float()
+            if mask is not None:
+                logits = logits.masked_fill(mask, _LARGE_NEGATIVE)
+            probs = torch.softmax(logits, dim=-1).to(v.dtype)
+            out = torch.matmul(probs, v)
+        b, _, t, _ = out.shape
+        out = out.transpose(1, 2).reshape(b, t, self.num_heads * self.dim_per_head)
+        return self.post(out)
+
+
+class TransformerFeedForward(nn.Module):
+    """The MLP half of a transformer layer (official ``TransformerFeedForward``)."""
+
+    def __init__(
+        self,
+        dim: int,
+        hidden_dim: int,
+        activation: Callable[[torch.Tensor], torch.Tensor],
+        norm_policy: str = "pre",
+    ) -> None:
+        super().__init__()
+        self.norm_policy = norm_policy
+        if norm_policy == "primer_hybrid":
+            self.pre_layer_norm = LayerNorm(dim)
+            self.post_layer_norm = LayerNorm(dim)
+        else:
+            self.layer_norm = LayerNorm(dim)
+        self.ffn_layer1 = FeedForward(dim, hidden_dim, activation)
+        self.ffn_layer2 = FeedForward(hidden_dim, dim)
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Apply the block to ``x`` (B, L, D); ``keep`` (B, L, 1) is 1 - paddings, or None."""
+        residual = x
+        if self.norm_policy == "primer_hybrid":
+            x = self.pre_layer_norm(x)
+        elif self.norm_policy == "pre":
+            x = self.layer_norm(x)
+        h = self.ffn_layer1(x)
+        if keep is not None:
+            h = h * keep
+        out = self.ffn_layer2(h)
+        if keep is not None:
+            out = out * keep
+        if self.norm_policy == "primer_hybrid":
+            out = self.post_layer_norm(out)
+        elif self.norm_policy == "post":
+            out = self.layer_norm(out)
+        out = residual + out
+        if self.norm_policy == "post_skip":
+            out = self.layer_norm(out)
+        return out
+
+
+class Transformer(nn.Module):
+    """One pre-norm transformer layer (official ``Transformer``): self-attention, then MLP."""
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_dim: int,
+        activation: Callable[[torch.Tensor], torch.Tensor],
+        atten_logit_cap: float = 0.0,
+        norm_policy: str = "pre",
+        implementation: str = "exact",
+    ) -> None:
+        super().__init__()
+        if norm_policy not in NORM_POLICIES:
+            raise ValueError(f"norm_policy {norm_policy!r} is not one of {NORM_POLICIES}")
+        self.norm_policy = norm_policy
+        if norm_policy == "primer_hybrid":
+            self.pre_layer_norm = LayerNorm(dim)
+            self.post_layer_norm = LayerNorm(dim)
+        else:
+            self.layer_norm = LayerNorm(dim)
+        self.self_attention = DotProductAttention(
+            dim,
+            num_heads,
+            atten_logit_cap=atten_logit_cap,
+            implementation=implementation,
+        )
+        self.ff_layer = TransformerFeedForward(dim, mlp_dim, activation, norm_policy)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        keep: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Apply the layer to ``x`` (B, L, D) with an attention ``mask`` and FFN ``keep``."""
+        if self.norm_policy == "primer_hybrid":
+            normed = self.pre_layer_norm(x)
+        elif self.norm_policy == "pre":
+            normed = self.layer_norm(x)
+        else:
+            normed = x
+        out = self.self_attention(normed, normed, mask)
+        if self.norm_policy == "primer_hybrid":
+            out = self.post_layer_norm(out)
+        elif self.norm_policy == "post":
+            out = self.layer_norm(out)
+        out = out + x
+        if self.norm_policy == "post_skip":
+            out = self.layer_norm(out)
+        return self.ff_layer(out, keep)
+
+
+def attention_mask(
+    paddings: torch.Tensor | None, length: int, causal: bool = False
+) -> torch.Tensor | None:
+    """Build the boolean attention mask of the official ``compute_attention_masks_for_fprop``.
+
+    Parameters
+    ----------
+    paddings : torch.Tensor or None
+        (B, L) float or bool, 1 marks a padded token.
+    length : int
+        Sequence length L.
+    causal : bool
+        Also forbid attending to later positions.
+
+    Returns
+    -------
+    torch.Tensor or None
+        bool (B|1, 1, 1|L, L), ``True`` = masked; None when nothing is masked.
+    """
+    mask = None
+    if paddings is not None:
+        key_mask = (paddings > 0.5)[:, None, None, :]  # (B, 1, 1, L)
+        mask = key_mask
+    if causal:
+        idx = torch.arange(length, device=paddings.device if paddings is not None else None)
+        causal_mask = (idx[:, None] < idx[None, :])[None, None]  # (1, 1, L, L)
+        if mask is not None:
+            # Official `_merge_masks` expands the padding mask to 2-D (query rows too).
+            mask = mask | mask.transpose(-1, -2) | causal_mask
+        else:
+            mask = causal_mask
+    return mask
+
+
+class StackedTransformer(nn.Module):
+    """A stack of :class:`Transformer` layers, ``x_layers.<i>`` (official ``StackedTransformer``)."""
+
+    def __init__(
+        self,
+        num_layers: int,
+        dim: int,
+        num_heads: int,
+        mlp_dim: int,
+        activation: Callable[[torch.Tensor], torch.Tensor],
+        atten_logit_cap: float = 0.0,
+        norm_policy: str = "pre",
+        causal: bool = False,
+        implementation: str = "exact",
+    ) -> None:
+        super().__init__()
+        self.causal = causal
+        self.x_layers = nn.ModuleList(
+            Transformer(dim, num_heads, mlp_dim, activation, atten_logit_cap, norm_policy,
+                        implementation)
+            for _ in range(num_layers)
+        )
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        paddings: torch.Tensor | None = None,
+        return_layers: bool = False,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Run the stack over ``x`` (B, L, D); ``paddings`` (B, L), 1 = padded.
+
+        Returns the output (B, L, D) and, when ``return_layers``, every layer's output.
+        """
+        mask = attention_mask(paddings, x.shape[1], self.causal)
+        keep = None
+        if paddings is not None:
+            keep = (1.0 - paddings.to(x.dtype))[..., None]
+        layers: list[torch.Tensor] = []
+        for layer in self.x_layers:
+            x = layer(x, mask, keep)
+            if return_layers:
+                layers.append(x)
+        return x, layers
+
+
+class VisionTransformer(nn.Module):
+    """Official ``VisionTransformer`` wrapper: a GELU ``transformers_stack``, no causal mask."""
+
+    def __init__(
+        self,
+        num_layers: int,
+        dim: int,
+        num_heads: int,
+        mlp_dim: int,
+        atten_logit_cap: float = 0.0,
+        norm_policy: str = "pre",
+        implementation: str = "exact",
+    ) -> None:
+        super().__init__()
+        self.transformers_stack = StackedTransformer(
+            num_layers, dim, num_heads, mlp_dim, gelu, atten_logit_cap, norm_policy,
+            causal=False, implementation=implementation,
+        )
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        paddings: torch.Tensor | None = None,
+        return_layers: bool = False,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """See :meth:`StackedTransformer.forward`."""
+        return self.transformers_stack(x, paddings, return_layers)
+
+
+def gelu(x: torch.Tensor) -> torch.Tensor:
+    """Exact (erf) GELU, as the official ``functools.partial(jax.nn.gelu, approximate=False)``."""
+    return F.gelu(x)
+
+
+def relu(x: torch.Tensor) -> torch.Tensor:
+    """ReLU (the text tower's activation)."""
+    return F.relu(x)
+
+
+def l2_normalize(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Official ``_l2_normalize``: ``x / sqrt(sum(x**2) + eps)`` over the last axis."""
+    return x / torch.sqrt(torch.sum(x * x, dim=-1, keepdim=True) + eps)
+
+
+def init_weights(module: nn.Module) -> None:
+    """Random initialisation close to the official Flax initialisers.
+
+    Dense kernels: LeCun-normal (truncated normal, std 1/sqrt(fan_in)); biases zero; LayerNorm
+    scale 0 (gain 1) and bias 0; per-dim scale 0. Embedding tables are set by their owners.
+    """
+    for sub in module.modules():
+        if isinstance(sub, nn.Linear):
+            std = 1.0 / math.sqrt(sub.in_features)
+            # 0.8796 corrects the std of a normal truncated at 2 std (as flax lecun_normal does).
+            nn.init.trunc_normal_(sub.weight, std=std / 0.87962566, a=-2 * std / 0.87962566,
+                                  b=2 * std / 0.87962566)
+            if sub.bias is not None:
+                nn.init.zeros_(sub.bias)
+        elif isinstance(sub, LayerNorm):
+            nn.init.zeros_(sub.scale)
+            nn.init.zeros_(sub.bias)
+        elif isinstance(sub, PerDimScale):
+            nn.init.zeros_(sub.per_dim_scale)
