@@ -13,6 +13,7 @@ Frames are numpy uint8 arrays (H, W, 3) RGB, or (N, H, W, 3); indices are 0-base
 from __future__ import annotations
 
 import bisect
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -96,6 +97,24 @@ class VideoInfo:
     pix_fmt: str = ""
     last_good_frame: int = -1
 
+    def frame_at(self, seconds: float | np.ndarray) -> int | np.ndarray:
+        """Index of the frame on screen at ``seconds`` (the last frame whose timestamp <= it).
+
+        Parameters
+        ----------
+        seconds : float or np.ndarray
+            Time(s) from the first frame; clipped to the video.
+
+        Returns
+        -------
+        int or np.ndarray
+            Frame index, or an int64 array of the input's shape.
+        """
+        # Tolerate float error in times computed as index / fps.
+        index = np.searchsorted(self.timestamps, np.asarray(seconds) + 1e-9, side="right") - 1
+        index = np.clip(index, 0, self.n_frames - 1)
+        return int(index) if np.ndim(index) == 0 else index.astype(np.int64)
+
     @property
     def shape(self) -> tuple[int, int, int, int]:
         """(n_frames, height, width, 3), the shape of the whole video as RGB frames."""
@@ -124,6 +143,7 @@ def open_video(
     fps: float | None = None,
     cache_size: int = 64,
     threads: int = 0,
+    verify: bool = False,
 ) -> VideoReader:
     """Open a video file or a folder of image frames for frame-accurate reading.
 
@@ -140,6 +160,10 @@ def open_video(
         width * height * 1.5 bytes per frame for yuv420p video.
     threads : int
         Decoder threads (0: FFmpeg chooses).
+    verify : bool
+        Decode every frame once at open (slow: a full decode) so that ``info.n_frames`` counts
+        only decodable frames of a damaged file from the start. Without it, the count comes from
+        the packets and shrinks when a read finds the first frame that does not decode.
 
     Returns
     -------
@@ -152,7 +176,7 @@ def open_video(
         The path does not exist or cannot be read, is not a video, has no video stream or no
         frames, or its codec cannot be decoded.
     """
-    return VideoReader(path, fps=fps, cache_size=cache_size, threads=threads)
+    return VideoReader(path, fps=fps, cache_size=cache_size, threads=threads, verify=verify)
 
 
 def _check_size(size: Sequence[int] | None) -> Size | None:
@@ -196,6 +220,7 @@ class VideoReader:
         fps: float | None = None,
         cache_size: int = 64,
         threads: int = 0,
+        verify: bool = False,
     ) -> None:
         self.path = Path(path)
         self.cache_size = max(0, int(cache_size))
@@ -206,6 +231,8 @@ class VideoReader:
         self._pos = -1  # index of the last frame the open decoder returned
         self._files: list[Path] = []
         self.seeks = 0  # number of seeks done, for tests and benchmarks
+        self._counted = False  # frames numbered by decode order (streams without time stamps)
+        self._damaged = False
         if not self.path.exists():
             raise VideoError(f"{self.path}: no such file or folder; check the path")
         if not os.access(self.path, os.R_OK):
@@ -216,6 +243,9 @@ class VideoReader:
             if fps is not None:
                 logger.debug("%s: fps=%s ignored, timestamps come from PTS", self.path, fps)
             self.info = self._index_file()
+        self._indexed = self.info.n_frames
+        if verify:
+            self.verify()
 
     # ------------------------------------------------------------------ indexing
     def _index_folder(self, fps: float) -> VideoInfo:
@@ -239,7 +269,10 @@ class VideoReader:
                 width, height = image.size
                 mode = image.mode
         except (OSError, ValueError) as exc:
-            raise VideoError(f"{files[0]}: frame 0 of {self.path} is not a readable image: {exc}")
+            raise VideoError(
+                f"{files[0]}: frame 0 of {self.path} is not a readable image ({exc}); replace "
+                "or remove it"
+            ) from exc
         n = len(files)
         timestamps = np.arange(n, dtype=np.float64) / fps
         return VideoInfo(
@@ -249,13 +282,25 @@ class VideoReader:
         )
 
     def _open_container(self) -> tuple[av.container.InputContainer, av.VideoStream]:
+        if self.path.stat().st_size == 0:
+            raise VideoError(f"{self.path}: the file is empty (0 bytes), no frames; re-copy it")
         try:
             container = av.open(str(self.path), mode="r")
+        except av.EOFError as exc:
+            raise VideoError(
+                f"{self.path}: the file ends before its first frame (no frames: empty or "
+                "truncated); re-copy or re-record it"
+            ) from exc
         except av.FFmpegError as exc:
             raise VideoError(
                 f"{self.path}: not a video PyAV/FFmpeg can open ({exc}); check the file is a "
                 "complete video (re-copy or re-encode it)"
             ) from exc
+        if not container.streams:
+            container.close()
+            raise VideoError(
+                f"{self.path}: the container holds no streams, no frames; re-record it"
+            )
         if not container.streams.video:
             container.close()
             raise VideoError(
@@ -305,27 +350,31 @@ class VideoReader:
             nominal = stream.average_rate or stream.guessed_rate or stream.base_rate
         finally:
             container.close()
-        if missing_pts:
-            pts_list, key_pts = self._index_by_decoding()
+        first = self._first_decoded_pts() if pts_list and not missing_pts else None
+        if first is not None and first in pts_list:
+            # Packets before the first decoded frame are dropped by the decoder (edit lists).
+            pts_list = [p for p in pts_list if p >= first]
+            key_pts = [p for p in key_pts if p >= first]
+        if missing_pts or first not in pts_list or len(set(pts_list)) < len(pts_list):
+            # No usable time stamps (raw streams, duplicates): frames are numbered by decoding
+            # once; timestamps are index / nominal rate and every access decodes from the start.
+            pts_list = list(range(self._count_by_decoding()))
+            key_pts = [0]
+            time_base = Fraction(1) / Fraction(nominal or 30).limit_denominator(1001)
+            self._counted = True
         if not pts_list:
             raise VideoError(
                 f"{self.path}: the video stream has no frames; the file is empty or was cut "
                 "before its first frame"
             )
         pts = np.array(sorted(pts_list), dtype=np.int64)
-        if np.any(np.diff(pts) == 0):
-            raise VideoError(
-                f"{self.path}: several frames share one time stamp (frame "
-                f"{int(np.argmax(np.diff(pts) == 0)) + 1}); remux it with fresh time stamps "
-                "(ffmpeg -i IN -c copy -fflags +genpts OUT.mkv)"
-            )
         self._pts = pts
         self._key_pts = sorted(set(key_pts)) or [int(pts[0])]
         self._time_base = time_base
         timestamps = (pts - pts[0]).astype(np.float64) * float(time_base)
         n = len(pts)
-        if n > 1 and timestamps[-1] > 0:
-            fps = (n - 1) / timestamps[-1]
+        if n > 1 and pts[-1] > pts[0]:
+            fps = float(Fraction(n - 1) / (int(pts[-1] - pts[0]) * Fraction(time_base)))
         else:
             fps = float(nominal) if nominal else 30.0
         if not width or not height:
@@ -340,20 +389,31 @@ class VideoReader:
             logger.warning("%s: %d frames indexed before the damaged part", self.path, n)
         return info
 
-    def _index_by_decoding(self) -> tuple[list[int], list[int]]:
-        """Fallback for containers without packet time stamps: decode once, number the frames."""
-        logger.info("%s: packets carry no time stamps; indexing by decoding every frame", self.path)
+    def _first_decoded_pts(self) -> int | None:
+        """PTS of the first decoded frame (None in raw streams without time stamps)."""
         container, stream = self._open_container()
-        pts_list: list[int] = []
         try:
-            for frame in container.decode(stream):
-                pts_list.append(frame.pts if frame.pts is not None else len(pts_list))
-        except av.FFmpegError as exc:
-            logger.warning("%s: decoding stopped at frame %d: %s", self.path, len(pts_list), exc)
+            for frame in self._decoded(container, stream):
+                return frame.pts
+        except av.FFmpegError:
+            pass  # damaged from the first frame: reported when frames are read
         finally:
             container.close()
-        # Without packet time stamps seeking is unreliable: one keyframe, decode from the start.
-        return pts_list, pts_list[:1]
+        return None
+
+    def _count_by_decoding(self) -> int:
+        """Fallback for streams without usable time stamps: decode once and count the frames."""
+        logger.info("%s: no usable time stamps; indexing by decoding every frame", self.path)
+        container, stream = self._open_container()
+        count = 0
+        try:
+            for _ in self._decoded(container, stream):
+                count += 1
+        except av.FFmpegError as exc:
+            logger.warning("%s: decoding stopped at frame %d: %s", self.path, count, exc)
+        finally:
+            container.close()
+        return count
 
     # ------------------------------------------------------------------ public API
     @property
@@ -376,10 +436,8 @@ class VideoReader:
         self._cache.clear()
 
     def __del__(self) -> None:  # pragma: no cover - best effort at interpreter shutdown
-        try:
+        with contextlib.suppress(Exception):
             self._close_decoder()
-        except Exception:
-            pass
 
     def _check_index(self, index: int) -> int:
         index = int(index)
@@ -389,6 +447,7 @@ class VideoReader:
         if not 0 <= index < n:
             raise VideoError(
                 f"{self.path}: frame {index} out of range; the video has {n} frames (0..{n - 1})"
+                + (f"; frames after {n - 1} do not decode (damaged file)" if self._damaged else "")
             )
         return index
 
@@ -460,11 +519,12 @@ class VideoReader:
         checked = [self._check_index(i) for i in np.asarray(indices, dtype=np.int64).ravel()]
         h, w = self._output_hw(size_, crop_)
         out = np.empty((len(checked), h, w, 3), dtype=np.uint8)
-        for index in sorted(set(checked)):
-            image = _convert(self._raw_frame(index), size_, crop_)
-            for j, i in enumerate(checked):
-                if i == index:
-                    out[j] = image
+        previous = -1
+        for j in np.argsort(checked, kind="stable"):
+            if checked[j] != previous:
+                previous = checked[j]
+                image = _convert(self._raw_frame(previous), size_, crop_)
+            out[j] = image
         return out
 
     def _output_hw(self, size: Size | None, crop: Crop | None) -> Size:
@@ -506,8 +566,8 @@ class VideoReader:
         Raises
         ------
         VideoError
-            Bad arguments, or a frame in the range cannot be decoded; the chunks before it have
-            been yielded.
+            Bad arguments, or a frame in the range cannot be decoded; every frame before it has
+            been yielded (the last chunk may then be short).
         """
         if chunk_size <= 0:
             raise VideoError(f"{self.path}: chunk_size must be positive, found {chunk_size}")
@@ -523,21 +583,19 @@ class VideoReader:
         crop_ = self._check_crop(crop)
         buffer: list[np.ndarray] = []
         chunk_start = start
-        for _, frame in self._sequential(start, stop):
-            buffer.append(_convert(frame, size_, crop_))
-            if len(buffer) == chunk_size:
+        try:
+            for _, frame in self._sequential(start, stop):
+                buffer.append(_convert(frame, size_, crop_))
+                if len(buffer) == chunk_size:
+                    yield chunk_start, np.stack(buffer)
+                    chunk_start += len(buffer)
+                    buffer = []
+        except VideoError:
+            if buffer:  # what decoded before the damage, then the error
                 yield chunk_start, np.stack(buffer)
-                chunk_start += len(buffer)
-                buffer = []
+            raise
         if buffer:
             yield chunk_start, np.stack(buffer)
-
-    def iter_frames(
-        self, start: int = 0, stop: int | None = None, size: Sequence[int] | None = None
-    ) -> Iterator[np.ndarray]:
-        """Yield frames one at a time, (H, W, 3) uint8 (see :meth:`iter_chunks`)."""
-        for _, chunk in self.iter_chunks(1, start, stop, size):
-            yield chunk[0]
 
     # ------------------------------------------------------------------ decoding
     def _raw_frame(self, index: int) -> av.VideoFrame | np.ndarray:
@@ -595,42 +653,52 @@ class VideoReader:
         self._frames_iter = None
         self._pos = -1
 
-    def _keyframe_before(self, index: int) -> int:
-        """Index of the frame of the last keyframe whose PTS is <= frame ``index``'s PTS."""
+    def _keyframe_before(self, index: int, back: int = 0) -> int:
+        """Frame index of the last keyframe at or before frame ``index`` (``back`` more back)."""
         target = int(self._pts[index])
-        k = bisect.bisect_right(self._key_pts, target) - 1
+        k = bisect.bisect_right(self._key_pts, target) - 1 - back
         key = self._key_pts[max(k, 0)]
         return int(np.searchsorted(self._pts, key))
 
     def _decode_to(self, index: int) -> av.VideoFrame:
-        if index > self.info.last_good_frame:
-            self._raise_undecodable(index)
         ahead = self._frames_iter is not None and index > self._pos
         if not (ahead and (index - self._pos <= _FORWARD_DECODE_LIMIT
                            or self._keyframe_before(index) <= self._pos)):
             self._seek(index)
-        assert self._frames_iter is not None
-        for position, frame in self._frames_iter:
-            self._pos = position
-            if position == index:
-                return frame
-            if position > index:  # pragma: no cover - the target's PTS was skipped
+        back = 0
+        while True:
+            assert self._frames_iter is not None
+            try:
+                for position, frame in self._frames_iter:
+                    self._pos = position
+                    if position == index:
+                        return frame
+                    if position > index:  # a damaged frame in the middle: later ones decode
+                        self._raise_undecodable(index, missing=True)
+                    if index - position <= self.cache_size // 2:
+                        self._remember(position, frame)
                 break
-            if index - position <= self.cache_size // 2:
-                self._remember(position, frame)
+            except _UnsafeKeyframe as exc:
+                back += 0 if exc.corrupt else 1
+                self._seek(index, back)  # from an earlier keyframe
         self._mark_bad(index)
         self._raise_undecodable(index)
         raise AssertionError("unreachable")
 
-    def _seek(self, index: int) -> None:
+    def _seek(self, index: int, back: int = 0) -> None:
         if self._container is None:
             self._container, _ = self._open_container()
         stream = self._container.streams.video[0]
-        key_index = self._keyframe_before(index)
+        key_index = self._keyframe_before(index, back)
         key_pts = int(self._pts[key_index])
-        if key_index == 0 and self._frames_iter is None:
-            pass  # fresh container: already at the start
+        if key_index == 0:
+            # From the first frame: reopen instead of seeking, so that decoding starts exactly
+            # as a sequential read does.
+            self._close_decoder()
+            self._container, stream = self._open_container()
         else:
+            if self._frames_iter is None:
+                _prime(self._container, stream)
             try:
                 self._container.seek(key_pts, stream=stream, backward=True, any_frame=False)
             except av.FFmpegError as exc:
@@ -647,8 +715,29 @@ class VideoReader:
     ) -> Iterator[tuple[int, av.VideoFrame]]:
         """Decoded frames with their index, skipping frames before ``min_pts`` (from a seek)."""
         pts_index = self._pts
+        first = True
         try:
-            for frame in container.decode(stream):
+            if self._counted:  # always decoded from the start: the n-th frame out is frame n
+                for position, frame in enumerate(self._decoded(container, stream)):
+                    if position >= len(pts_index):
+                        return
+                    yield position, frame
+                return
+            for frame in self._decoded(container, stream):
+                if first and min_pts > pts_index[0]:
+                    if frame.is_corrupt:
+                        # Some files (e.g. non-IDR I-frames marked as sync samples) do not decode
+                        # from their keyframes: forget this one, seek further back.
+                        logger.info("%s: keyframe at PTS %d does not decode on its own; seeking "
+                                    "from an earlier keyframe", self.path, min_pts)
+                        self._key_pts.remove(min_pts)
+                        raise _UnsafeKeyframe(min_pts, corrupt=True)
+                    if frame.pts is not None and frame.pts > min_pts:
+                        # The demuxer's seek landed after the keyframe (imprecise in MPEG-TS).
+                        logger.debug("%s: seek to PTS %d landed at %d; seeking further back",
+                                     self.path, min_pts, frame.pts)
+                        raise _UnsafeKeyframe(min_pts, corrupt=False)
+                first = False
                 pts = frame.pts
                 if pts is None or pts < min_pts:
                     continue
@@ -658,8 +747,26 @@ class VideoReader:
                 yield position, frame
         except av.FFmpegError as exc:
             logger.warning("%s: decoding failed after frame %d: %s", self.path, self._pos, exc)
+            return
+        if first and min_pts > pts_index[0]:  # the seek landed at the end of the file
+            raise _UnsafeKeyframe(min_pts, corrupt=False)
 
-    def _sequential(self, start: int, stop: int) -> Iterator[tuple[int, av.VideoFrame | np.ndarray]]:
+    def _decoded(
+        self, container: av.container.InputContainer, stream: av.VideoStream
+    ) -> Iterator[av.VideoFrame]:
+        """Decoded frames; a packet that fails to decode is logged and skipped, not fatal."""
+        for packet in container.demux(stream):  # ends with an empty packet that flushes
+            try:
+                frames = packet.decode()
+            except av.FFmpegError as exc:
+                logger.warning("%s: a packet (PTS %s) does not decode: %s", self.path,
+                               packet.pts, exc)
+                continue
+            yield from frames
+
+    def _sequential(
+        self, start: int, stop: int
+    ) -> Iterator[tuple[int, av.VideoFrame | np.ndarray]]:
         """Frames start..stop-1 in order from a private decoder (image folders: read files)."""
         if self.info.is_image_folder:
             for index in range(start, stop):
@@ -667,24 +774,31 @@ class VideoReader:
             return
         if start >= stop:
             return
-        if start > self.info.last_good_frame:
-            self._raise_undecodable(start)
         container, stream = self._open_container()
         try:
-            key_index = self._keyframe_before(start)
-            key_pts = int(self._pts[key_index])
-            if key_index > 0:
-                container.seek(key_pts, stream=stream, backward=True, any_frame=False)
-            expected = start
-            for position, frame in self._positions(container, stream, key_pts):
-                if position < expected:
-                    continue
-                if position > expected:
+            back = 0
+            while True:
+                key_index = self._keyframe_before(start, back)
+                key_pts = int(self._pts[key_index])
+                if key_index > 0:
+                    _prime(container, stream)
+                    container.seek(key_pts, stream=stream, backward=True, any_frame=False)
+                expected = start
+                try:
+                    for position, frame in self._positions(container, stream, key_pts):
+                        if position < expected:
+                            continue
+                        if position > expected:
+                            self._raise_undecodable(expected, missing=True)
+                        yield position, frame
+                        expected += 1
+                        if expected >= stop:
+                            return
                     break
-                yield position, frame
-                expected += 1
-                if expected >= stop:
-                    return
+                except _UnsafeKeyframe as exc:
+                    back += 0 if exc.corrupt else 1
+                    container.close()
+                    container, stream = self._open_container()
             self._mark_bad(expected)
             self._raise_undecodable(expected)
         finally:
@@ -693,19 +807,68 @@ class VideoReader:
     def _mark_bad(self, index: int) -> None:
         """Record that frame ``index`` does not decode: frames from it on are unreadable."""
         last_good = index - 1
+        self._damaged = True
         if last_good < self.info.last_good_frame:
             logger.warning(
                 "%s: frame %d cannot be decoded; the last good frame is %d of %d indexed",
                 self.path, index, last_good, self.info.n_frames,
             )
-            self.info = dataclasses.replace(self.info, last_good_frame=last_good)
+            # The frame count now reflects the decodable frames.
+            self.info = dataclasses.replace(
+                self.info, n_frames=last_good + 1, last_good_frame=last_good,
+                timestamps=self.info.timestamps[: last_good + 1],
+                duration=float(self.info.timestamps[last_good] + 1.0 / self.info.fps)
+                if last_good >= 0 else 0.0,
+            )
 
-    def _raise_undecodable(self, index: int) -> None:
+    def _raise_undecodable(self, index: int, missing: bool = False) -> None:
+        if missing:
+            raise VideoError(
+                f"{self.path}: frame {index} cannot be decoded (its data is damaged), while "
+                "later frames decode; re-encode the file to read it whole, or skip that frame"
+            )
         raise VideoError(
             f"{self.path}: frame {index} cannot be decoded (file truncated or damaged); the "
-            f"last good frame is {self.info.last_good_frame} of {self.info.n_frames} indexed; "
+            f"last good frame is {self.info.last_good_frame} of {self._indexed} indexed; "
             "re-copy or re-encode the file, or read only frames up to the last good one"
         )
+
+    def verify(self) -> int:
+        """Decode every frame once so that ``info`` reflects the decodable frames.
+
+        Returns
+        -------
+        int
+            Number of decodable frames (``info.n_frames`` afterwards).
+        """
+        try:
+            for _ in self._sequential(0, self.info.n_frames):
+                pass
+        except VideoError:
+            pass
+        return self.info.n_frames
+
+
+def _prime(container: av.container.InputContainer, stream: av.VideoStream) -> None:
+    """Decode the first packet before a first seek: it can carry decoder settings.
+
+    FFmpeg's h264 decoder reads the encoder version from the first frame's SEI and works around
+    old x264 bugs with it; without it, keyframes of such files decode corrupt after a seek (the
+    DLC open-field video is one).
+    """
+    with contextlib.suppress(av.FFmpegError):
+        for packet in container.demux(stream):
+            if packet.size:
+                packet.decode()
+                break
+
+
+class _UnsafeKeyframe(Exception):
+    """Internal: a seek landed on a corrupt keyframe or past it (we seek further back)."""
+
+    def __init__(self, pts: int, corrupt: bool) -> None:
+        super().__init__(pts)
+        self.corrupt = corrupt
 
 
 def content_hash(path: str | os.PathLike[str], sample_bytes: int = 1 << 20) -> str:

@@ -1,1 +1,1 @@
-"""prism_training: the two-stage VideoPrism-style pretraining pipeline (installed as ``prism_training``)."""
+"""prism_training: two-stage VideoPrism-style pretraining (stage 1, stage 2, LiT) and its engine."""

@@ -79,5 +79,6 @@ def run_models(args: argparse.Namespace) -> int:
     ]
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     for row in table:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        print("  ".join(cells).rstrip())
     return 0

@@ -14,6 +14,13 @@ import sys
 # Command modules, in the order `prism-science --help` lists them.
 COMMAND_MODULES = (
     "prism_science.cli.info",
+    "prism_science.cli.convert",
+    "prism_science.cli.synth",
+    "prism_science.cli.extract",
+    "prism_science.cli.labels",
+    "prism_science.cli.pretrain",
+    "prism_science.cli.probe",
+    "prism_science.cli.gui",
 )
 
 

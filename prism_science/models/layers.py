@@ -10,8 +10,11 @@ Two attention implementations share the same parameters:
 * ``"exact"``: the official computation -- logits soft-capped as ``cap * tanh(logits / cap)``
   before masking, softmax in float32, masked logits replaced by a large negative number.
 * ``"fast"``: :func:`torch.nn.functional.scaled_dot_product_attention`, which cannot express the
-  soft cap (the cap is skipped; with cap 50 the logits of trained models rarely come close to it,
-  see docs/models.md for the measured deviation).
+  soft cap (the cap is skipped; with cap 50 the logits rarely come close to it, see docs/models.md
+  for the measured deviation).
+* ``"flex"``: FlexAttention (``torch.nn.attention.flex_attention``, compiled) with the cap and the
+  mask as a score modifier: the exact semantics in a fused kernel. The first call per input shape
+  compiles (tens of seconds on a small CPU); worth it for long runs over same-shaped clips.
 """
 
 from __future__ import annotations
@@ -23,11 +26,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ATTENTION_IMPLEMENTATIONS = ("exact", "fast")
+ATTENTION_IMPLEMENTATIONS = ("exact", "fast", "flex")
 NORM_POLICIES = ("pre", "primer_hybrid", "post", "post_skip")
 
 # Copied from the official `_get_large_negative_number`: masked logits become -0.7 * max.
 _LARGE_NEGATIVE = -0.7 * float(torch.finfo(torch.float32).max)
+_COMPILED_FLEX: Callable[..., torch.Tensor] | None = None
+
+
+def _flex_attention() -> Callable[..., torch.Tensor]:
+    """FlexAttention compiled once per process (eager FlexAttention is a slow reference)."""
+    global _COMPILED_FLEX
+    if _COMPILED_FLEX is None:
+        from torch.nn.attention.flex_attention import flex_attention
+
+        _COMPILED_FLEX = torch.compile(flex_attention, dynamic=False)
+    return _COMPILED_FLEX
 
 
 class LayerNorm(nn.Module):
@@ -104,7 +118,7 @@ class DotProductAttention(nn.Module):
     per_dim_scale : bool
         Scale queries with a learned :class:`PerDimScale` (MAP pooler) instead of
         ``1 / sqrt(dim_per_head)``.
-    implementation : {"exact", "fast"}
+    implementation : {"exact", "fast", "flex"}
         See the module docstring.
     """
 
@@ -148,6 +162,51 @@ class DotProductAttention(nn.Module):
         b, length, _ = x.shape
         return x.view(b, length, self.num_heads, self.dim_per_head).transpose(1, 2)
 
+    def _exact(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        scale: float,
+        mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Official attention: scaled logits, soft cap, mask, float32 softmax. (B, N, T, H) out."""
+        if scale != 1.0:
+            q = q * scale
+        logits = torch.matmul(q, k.transpose(-1, -2))
+        if self.atten_logit_cap > 0.0:
+            cap = self.atten_logit_cap
+            logits = cap * torch.tanh(logits / cap)
+        # Attention softmax is always carried out in float32 (official comment and code).
+        logits = logits.float()
+        if mask is not None:
+            logits = logits.masked_fill(mask, _LARGE_NEGATIVE)
+        probs = torch.softmax(logits, dim=-1).to(v.dtype)
+        return torch.matmul(probs, v)
+
+    def _flex(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        scale: float,
+        mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """The exact semantics (cap before masking) as a FlexAttention score modifier."""
+        cap = self.atten_logit_cap
+        full = None
+        if mask is not None:
+            full = mask.expand(q.shape[0], 1, q.shape[2], k.shape[2])[:, 0]  # (B, T, S)
+
+        def score_mod(score, b, h, q_idx, kv_idx):
+            if cap > 0.0:
+                score = cap * torch.tanh(score / cap)
+            if full is not None:
+                score = torch.where(full[b, q_idx, kv_idx], _LARGE_NEGATIVE, score)
+            return score
+
+        return _flex_attention()(q, k, v, score_mod=score_mod, scale=scale)
+
     def forward(
         self,
         query_vec: torch.Tensor,
@@ -170,9 +229,19 @@ class DotProductAttention(nn.Module):
         torch.Tensor
             (B, T, D), same dtype as the input.
         """
-        q = self._split(self.query(query_vec))
-        k = self._split(self.key(kv_vec))
-        v = self._split(self.value(kv_vec))
+        if query_vec is kv_vec:
+            # Self-attention: one fused projection (the weights are concatenated on the fly,
+            # which is cheap next to the activations).
+            weight = torch.cat([self.query.weight, self.key.weight, self.value.weight])
+            bias = torch.cat([self.query.bias, self.key.bias, self.value.bias])
+            b, length, _ = query_vec.shape
+            qkv = F.linear(query_vec, weight, bias)
+            qkv = qkv.view(b, length, 3, self.num_heads, self.dim_per_head).permute(2, 0, 3, 1, 4)
+            q, k, v = qkv.unbind(0)  # each (B, N, L, H)
+        else:
+            q = self._split(self.query(query_vec))
+            k = self._split(self.key(kv_vec))
+            v = self._split(self.value(kv_vec))
         if self.per_dim_scale is not None:
             q = self.per_dim_scale(q)
             scale = 1.0
@@ -181,19 +250,10 @@ class DotProductAttention(nn.Module):
         if self.implementation == "fast":
             attn_mask = None if mask is None else ~mask
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=scale)
+        elif self.implementation == "flex":
+            out = self._flex(q, k, v, scale, mask)
         else:
-            if scale != 1.0:
-                q = q * scale
-            logits = torch.matmul(q, k.transpose(-1, -2))
-            if self.atten_logit_cap > 0.0:
-                cap = self.atten_logit_cap
-                logits = cap * torch.tanh(logits / cap)
-            # Attention softmax is always carried out in float32 (official comment and code).
-            logits = logits.float()
-            if mask is not None:
-                logits = logits.masked_fill(mask, _LARGE_NEGATIVE)
-            probs = torch.softmax(logits, dim=-1).to(v.dtype)
-            out = torch.matmul(probs, v)
+            out = self._exact(q, k, v, scale, mask)
         b, _, t, _ = out.shape
         out = out.transpose(1, 2).reshape(b, t, self.num_heads * self.dim_per_head)
         return self.post(out)
@@ -322,16 +382,13 @@ def attention_mask(
     if causal:
         idx = torch.arange(length, device=paddings.device if paddings is not None else None)
         causal_mask = (idx[:, None] < idx[None, :])[None, None]  # (1, 1, L, L)
-        if mask is not None:
-            # Official `_merge_masks` expands the padding mask to 2-D (query rows too).
-            mask = mask | mask.transpose(-1, -2) | causal_mask
-        else:
-            mask = causal_mask
+        # Official `_merge_masks` expands the padding mask to 2-D (query rows too).
+        mask = causal_mask if mask is None else mask | mask.transpose(-1, -2) | causal_mask
     return mask
 
 
 class StackedTransformer(nn.Module):
-    """A stack of :class:`Transformer` layers, ``x_layers.<i>`` (official ``StackedTransformer``)."""
+    """Stacked :class:`Transformer` layers, ``x_layers.<i>`` (official ``StackedTransformer``)."""
 
     def __init__(
         self,

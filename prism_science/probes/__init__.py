@@ -1,1 +1,44 @@
-"""Probes: small scikit-learn-style classifiers trained on frozen encoder features."""
+"""Probes: small scikit-learn-style classifiers trained on frozen encoder features.
+
+``LinearProbe``, ``MLPProbe`` and ``AttentionProbe`` classify each sample (a frame's feature
+vector, or its token grid for the attention probe); ``TemporalProbe`` classifies every frame of a
+per-video feature sequence. All are multi-class (1-D ``y``) or multi-label (``y`` frames x
+behaviors with -1 = unlabeled). See docs/probes.md.
+"""
+
+from prism_science.probes.attention import AttentionProbe
+from prism_science.probes.base import (
+    BaseProbe,
+    best_f1_threshold,
+    split_by_group,
+    summarize_provenance,
+)
+from prism_science.probes.io import PROBE_KINDS, load_probe, make_probe, save_probe
+from prism_science.probes.linear import LinearProbe
+from prism_science.probes.mlp import MLPProbe
+from prism_science.probes.postprocess import (
+    binary_to_bouts,
+    bouts_to_binary,
+    postprocess_binary,
+    smooth_labels,
+)
+from prism_science.probes.temporal import TemporalProbe
+
+__all__ = [
+    "PROBE_KINDS",
+    "AttentionProbe",
+    "BaseProbe",
+    "LinearProbe",
+    "MLPProbe",
+    "TemporalProbe",
+    "best_f1_threshold",
+    "binary_to_bouts",
+    "bouts_to_binary",
+    "load_probe",
+    "make_probe",
+    "postprocess_binary",
+    "save_probe",
+    "smooth_labels",
+    "split_by_group",
+    "summarize_provenance",
+]

@@ -1,0 +1,237 @@
+"""Feature extraction throughput and memory: end-to-end vs decode-only, peak RSS on a long video.
+
+Run::
+
+    .venv/bin/python benchmarks/extract_throughput.py            # all three parts
+    .venv/bin/python benchmarks/extract_throughput.py --frames 256 --minutes 5
+
+Part 1 and 2 measure, in the same process and on the same frames: decode-only frames/s (frames
+decoded and resized to the model's input inside PyAV, as extraction does), encode-only frames/s
+(the encoder on the same number of clips, already decoded), and end-to-end frames/s (decode
+thread + encoder + Zarr writes, `prism_science.extract.extract_ranges`). Part 1 uses the real
+open-field mouse video (640x480, ../shared), part 2 a 720p synthetic video written here.
+Part 3 writes a long low-complexity video (default 30 min at 15 fps, 320x240) and extracts it in
+a child process while sampling its RSS; it prints RSS over time and the peak.
+Targets (docs/extraction.md): end-to-end >= 0.8 x decode-only; peak RSS < 1.5 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import psutil
+import torch
+
+from prism_science.extract import VideoSource, extract_ranges, prepare_video
+from prism_science.features import (
+    feature_key,
+    feature_provenance,
+    load_encoder,
+    model_feature_shape,
+)
+from prism_science.models import find_weights
+from prism_science.store import open_store
+from prism_science.video import open_video
+from prism_science.windows import WindowParams, plan_windows, window_range
+
+SHARED = Path(os.environ.get("PRISM_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+REAL_VIDEO = SHARED / "data/real/dlc_openfield/m3v1mp4.mp4"
+
+
+def write_synthetic(path: Path, n_frames: int, width: int, height: int, fps: int,
+                    preset: str = "veryfast") -> Path:
+    """A moving-blob video; low complexity so that long ones encode quickly."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    background = ((xx * 255 // max(1, width - 1)) // 2).astype(np.uint8)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps, options={"preset": preset})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        radius = max(4, height // 12)
+        for i in range(n_frames):
+            cx = int((0.5 + 0.4 * np.sin(i / 23.0)) * width)
+            cy = int((0.5 + 0.4 * np.cos(i / 31.0)) * height)
+            y0, y1 = max(0, cy - radius), min(height, cy + radius)
+            x0, x1 = max(0, cx - radius), min(width, cx + radius)
+            frame = np.empty((height, width, 3), np.uint8)
+            frame[...] = background[..., None]
+            frame[y0:y1, x0:x1, 0] = 230
+            frame[y0:y1, x0:x1, 1] = (i * 3) % 255
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def decode_only(path: Path, n_frames: int, size: int) -> float:
+    """Frames/s of decoding + resizing inside PyAV, consuming chunks like extraction does."""
+    with open_video(path) as reader:
+        t0 = time.perf_counter()
+        count = 0
+        for _, chunk in reader.iter_chunks(16, 0, n_frames, size=(size, size)):
+            count += chunk.shape[0]
+        return count / (time.perf_counter() - t0)
+
+
+def encode_only(model: torch.nn.Module, n_frames: int, params: WindowParams,
+                batch_size: int) -> float:
+    """Frames/s of the encoder alone on as many clips as ``n_frames`` frames need."""
+    plan = plan_windows(n_frames, model.num_frames, params)
+    w0, w1 = window_range(plan, 0, n_frames)
+    clips = torch.rand(batch_size, model.num_frames, model.image_size, model.image_size, 3)
+    with torch.inference_mode():
+        model(clips[:1])  # warm-up
+        t0 = time.perf_counter()
+        for w in range(w0, w1, batch_size):
+            model(clips[: min(batch_size, w1 - w)])
+        return n_frames / (time.perf_counter() - t0)
+
+
+def end_to_end(model: torch.nn.Module, path: Path, n_frames: int, params: WindowParams,
+               batch_size: int, workdir: Path) -> float:
+    """Frames/s of decode thread + encoder + Zarr writes over frames 0..n_frames-1."""
+    key = feature_key(model, params)
+    with open_store(workdir / f"{path.stem}.zarr", "w") as store:
+        source = VideoSource(path, path.name, path.name)
+        job = prepare_video(store, source, key, model_feature_shape(model, params),
+                            feature_provenance(model, params))
+        t0 = time.perf_counter()
+        written = extract_ranges(model, store, source.video_id, path, key, params,
+                                 [(0, n_frames)], batch_size=batch_size)
+        elapsed = time.perf_counter() - t0
+    assert job is not None and written == n_frames
+    return n_frames / elapsed
+
+
+def throughput(name: str, path: Path, model: torch.nn.Module, params: WindowParams,
+               frames: int, batch_size: int, workdir: Path) -> None:
+    with open_video(path) as reader:
+        info = reader.info
+    n = min(frames, info.n_frames)
+    n = n if n == info.n_frames else max(256, n // 256 * 256)  # whole chunks
+    dec = decode_only(path, n, model.image_size)
+    enc = encode_only(model, n, params, batch_size)
+    e2e = end_to_end(model, path, n, params, batch_size, workdir)
+    print(f"\n== {name}: {path.name} {info.width}x{info.height}, {n} of {info.n_frames} frames")
+    print(f"decode-only  {dec:8.1f} frames/s  (resized to {model.image_size}px in PyAV)")
+    print(f"encode-only  {enc:8.1f} frames/s  ({model.name}, {params.mode}, hop {params.hop})")
+    print(f"end-to-end   {e2e:8.1f} frames/s  (decode thread + encoder + Zarr writes)")
+    print(f"end-to-end / decode-only           = {e2e / dec:5.2f}  (target >= 0.80)")
+    print(f"end-to-end / min(decode, encode)   = {e2e / min(dec, enc):5.2f}  (overlap; 1.0 ideal)")
+
+
+def memory_child(path: str, model_name: str, params_json: str, store_path: str,
+                 batch_size: int) -> None:
+    """Child process of part 3: extract one long video with the real pipeline."""
+    torch.set_num_threads(2)
+    model = load_encoder(model_name, device="cpu")
+    params = WindowParams(**json.loads(params_json))
+    # A hop longer than this model's clip would leave frames without clips.
+    params = dataclasses.replace(params, hop=min(params.hop, model.num_frames * params.stride))
+    key = feature_key(model, params)
+    with open_store(store_path, "w") as store:
+        source = VideoSource(Path(path), Path(path).name, Path(path).name)
+        job = prepare_video(store, source, key, model_feature_shape(model, params),
+                            feature_provenance(model, params))
+        t0 = time.perf_counter()
+        extract_ranges(model, store, source.video_id, path, key, params, job.ranges,
+                       batch_size=batch_size)
+        store.mark_complete(source.video_id, key)
+        print(json.dumps({"frames": job.n_frames, "seconds": time.perf_counter() - t0}))
+
+
+def memory(minutes: float, model_name: str, params: WindowParams, batch_size: int,
+           workdir: Path) -> None:
+    fps, width, height = 15, 320, 240
+    n = int(minutes * 60 * fps)
+    path = workdir / f"long_{minutes:g}min.mp4"
+    t0 = time.perf_counter()
+    if not path.exists():  # kept between runs with --workdir
+        write_synthetic(path, n, width, height, fps, preset="ultrafast")
+    print(f"\n== memory: {minutes:g} min at {fps} fps, {width}x{height} = {n} frames "
+          f"(ready in {time.perf_counter() - t0:.0f} s), model {model_name}")
+    cmd = [sys.executable, __file__, "--child", str(path), model_name,
+           json.dumps(dataclasses.asdict(params)), str(workdir / "long.zarr"), str(batch_size)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    child = psutil.Process(proc.pid)
+    samples: list[tuple[float, float]] = []
+    start = time.perf_counter()
+
+    def sample() -> None:
+        while proc.poll() is None:
+            try:
+                samples.append((time.perf_counter() - start, child.memory_info().rss / 2**20))
+            except psutil.Error:
+                break
+            time.sleep(0.5)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, _ = proc.communicate()
+    sampler.join()
+    result = json.loads(out.strip().splitlines()[-1])
+    peak = max(r for _, r in samples)
+    step = max(1, len(samples) // 10)
+    print("RSS over time (s: MiB): " + ", ".join(f"{t:.0f}: {r:.0f}" for t, r in samples[::step]))
+    print(f"frames {result['frames']} in {result['seconds']:.0f} s "
+          f"({result['frames'] / result['seconds']:.0f} frames/s)")
+    print(f"peak RSS {peak:.0f} MiB = {peak / 1024:.2f} GiB  (target < 1.5 GB); "
+          f"RSS at 10% of the run {samples[len(samples) // 10][1]:.0f} MiB, at the end "
+          f"{samples[-1][1]:.0f} MiB")
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        memory_child(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    default_model = "default" if find_weights("default") else "prism-tiny-p16-f16-r128"
+    parser.add_argument("--model", default=default_model)
+    parser.add_argument("--frames", type=int, default=512, help="frames measured per video")
+    parser.add_argument("--hop", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--minutes", type=float, default=30.0, help="length of part 3's video")
+    parser.add_argument("--memory-model", default=None,
+                        help="model of part 3 (default --model)")
+    parser.add_argument("--workdir", default=None,
+                        help="keep generated videos and stores here (default: a temp folder)")
+    parser.add_argument("--skip", nargs="*", default=[], choices=("real", "720p", "memory"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    params = WindowParams(hop=args.hop)
+    print(f"torch {torch.__version__}, {args.threads} threads, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    model = load_encoder(args.model, device="cpu")
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(args.workdir or tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        if "real" not in args.skip:
+            if REAL_VIDEO.is_file():
+                throughput("real", REAL_VIDEO, model, params, args.frames, args.batch_size,
+                           workdir)
+            else:
+                print(f"\n== real: {REAL_VIDEO} not found, skipped")
+        if "720p" not in args.skip:
+            synthetic = write_synthetic(workdir / "synthetic_720p.mp4", args.frames, 1280, 720,
+                                        30)
+            throughput("720p synthetic", synthetic, model, params, args.frames,
+                       args.batch_size, workdir)
+        if "memory" not in args.skip:
+            memory(args.minutes, args.memory_model or args.model, params, args.batch_size,
+                   workdir)
+
+
+if __name__ == "__main__":
+    main()

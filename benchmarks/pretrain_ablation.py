@@ -1,0 +1,233 @@
+"""Pretraining ablation: frozen-feature linear probes on held-out synthetic videos.
+
+Compares encoders of the same architecture: random initialisation, stage 1 only, stage 2 (full)
+and stage 2 without token shuffling / without global distillation (each ablation arm trained
+from the same stage-1 teacher with the same budget), plus the bundled default run if present.
+
+Probes (scikit-learn logistic regression on standardised features, 3-fold cross-validation
+grouped by clip) on held-out clips the encoders never saw:
+
+* appearance, per 16-frame window (mean of all tokens): which colours / sizes of animal are
+  present, and whether a striped one is (11 binary tasks, mean average precision);
+* motion, per frame (mean of the frame's tokens): which of the 10 behaviors some animal is doing
+  (10 binary tasks, mean average precision) -- rest and groom, walk and chase differ only in
+  motion.
+
+Usage::
+
+    python benchmarks/pretrain_ablation.py train                 # the ablated stage-2 arms
+    python benchmarks/pretrain_ablation.py eval                  # prints the table
+
+Features are cached per encoder (weights sha256) in runs/ablation/features/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from prism_science.models import build_model, load_model
+from prism_training.config import apply_overrides, get_config
+from prism_training.data import build_cache, list_videos
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = ROOT / "runs"
+ABLATION = RUNS / "ablation"
+# The full arm is the default run's stage 2 (runs/default/stage2, config stage2_tiny); the
+# other arms change one switch and keep its budget (steps x batch size).
+ARMS = {
+    "stage2_full": [],
+    "stage2_no_shuffle": ["token_shuffle=false"],
+    "stage2_no_global": ["global_distill=false"],
+}
+ARM_DIRS = {
+    "stage2_full": RUNS / "default" / "stage2",
+    "stage2_no_shuffle": ABLATION / "stage2_no_shuffle",
+    "stage2_no_global": ABLATION / "stage2_no_global",
+}
+WINDOW = 16
+WINDOWS_PER_CLIP = 2
+
+logger = logging.getLogger("pretrain_ablation")
+
+
+def train_arms(steps: int, teacher: Path, batch_size: int, threads: int,
+               arms: list[str]) -> None:
+    """Train each stage-2 arm for ``steps`` steps of ``batch_size`` clips (same budget)."""
+    from prism_training import stage2
+
+    for arm in arms:
+        out = ARM_DIRS[arm]
+        if (out / "final" / "config.json").is_file():
+            logger.info("%s already trained", arm)
+            continue
+        cfg = apply_overrides(get_config("stage2_tiny"), [
+            f"out_dir={out}", f"teacher={teacher}", f"total_steps={steps}",
+            f"batch_size={batch_size}", f"warmup_steps={max(1, steps // 10)}",
+            f"threads={threads}", "ckpt_every=5", "log_every=1", *ARMS[arm]])
+        t0 = time.time()
+        stage2.main(cfg, resume=(out / "checkpoint.pt").is_file())
+        logger.info("%s: %d steps in %.0f s", arm, steps, time.time() - t0)
+
+
+def _labels(meta: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Clip appearance targets (11,) and per-frame behavior targets (T, 10), both 0/1."""
+    from prism_science.synth import BEHAVIORS, COLOURS, SIZES
+
+    animals = meta["animals"]
+    appearance = [any(a["colour"] == c for a in animals) for c in COLOURS]
+    appearance += [any(a["size"] == s for a in animals) for s in SIZES]
+    appearance.append(any(a["stripes"] for a in animals))
+    per_animal = np.array([meta["frame_behaviors"][a["id"]] for a in animals])  # (A, T)
+    frames = np.zeros((per_animal.shape[1], len(BEHAVIORS)), np.float32)
+    for row in per_animal:
+        frames[np.arange(len(row)), row] = 1.0
+    return np.array(appearance, np.float32), frames
+
+
+def load_eval_set(test_dir: Path, size: int) -> dict[str, np.ndarray]:
+    """Windows of the held-out clips: frames (W, 16, S, S, 3) uint8 and their labels."""
+    clips = build_cache(list_videos(test_dir), RUNS / "cache", size)
+    frames, appearance, behaviors, groups = [], [], [], []
+    for k, clip in enumerate(clips):
+        meta = json.loads(clip.entry.path.with_suffix(".json").read_text())
+        app, beh = _labels(meta)
+        data = clip.frames()
+        for start in np.linspace(0, clip.n_frames - WINDOW, WINDOWS_PER_CLIP).astype(int):
+            frames.append(np.asarray(data[start : start + WINDOW]))
+            appearance.append(app)
+            behaviors.append(beh[start : start + WINDOW])
+            groups.append(k)
+    return {"frames": np.stack(frames), "appearance": np.stack(appearance),
+            "behaviors": np.stack(behaviors), "groups": np.array(groups)}
+
+
+@torch.no_grad()
+def features(model: torch.nn.Module, frames: np.ndarray, batch: int = 4) -> np.ndarray:
+    """Per-frame features: tokens averaged over each frame's patches -> (W, T, D) float32."""
+    out = []
+    for i in range(0, len(frames), batch):
+        video = torch.from_numpy(frames[i : i + batch]).float() / 255.0
+        tokens = model(video)  # (b, T*n, D)
+        t = video.shape[1]
+        out.append(tokens.reshape(tokens.shape[0], t, -1, tokens.shape[-1]).mean(2).numpy())
+    return np.concatenate(out)
+
+
+def encoder_features(label: str, source: str | None, frames: np.ndarray) -> np.ndarray | None:
+    """Cached features of one encoder (``source``: weights folder, or None for random init)."""
+    if source is None:
+        torch.manual_seed(0)
+        model, key = build_model("prism-lvt-tiny-p16-f16-r128", vocabulary_size=8), "random"
+    else:
+        folder = Path(source)
+        if not (folder / "config.json").is_file():
+            logger.warning("%s: no weights at %s, skipped", label, folder)
+            return None
+        model = load_model(folder)
+        key = model.weights_sha256[:12]
+    cache = ABLATION / "features" / f"{label}-{key}-{len(frames)}.npy"
+    if cache.is_file():
+        return np.load(cache)
+    t0 = time.time()
+    feats = features(model.eval(), frames)
+    logger.info("%s: features of %d windows in %.0f s", label, len(frames), time.time() - t0)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.save(cache, feats)
+    return feats
+
+
+def probe_map(x: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int = 3) -> float:
+    """Mean over binary tasks (columns of y) of the grouped-CV average precision."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import average_precision_score
+    from sklearn.model_selection import GroupKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    scores = []
+    for task in range(y.shape[1]):
+        target = y[:, task]
+        if target.min() == target.max():
+            continue
+        fold_scores = []
+        for train, test in GroupKFold(folds).split(x, target, groups):
+            if target[train].min() == target[train].max() or target[test].max() == 0:
+                continue
+            probe = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=500))
+            probe.fit(x[train], target[train])
+            fold_scores.append(average_precision_score(target[test],
+                                                       probe.predict_proba(x[test])[:, 1]))
+        if fold_scores:
+            scores.append(float(np.mean(fold_scores)))
+    return float(np.mean(scores))
+
+
+def evaluate(test_dir: Path, encoders: dict[str, str | None]) -> list[dict[str, float]]:
+    data = load_eval_set(test_dir, 128)
+    groups = data["groups"]
+    w, t = data["behaviors"].shape[:2]
+    rows = []
+    # Chance level: the positive rate of each task is the AP of a constant score.
+    rows.append({"encoder": "chance (positive rate)",
+                 "appearance_mAP": float(np.mean([c.mean() for c in data["appearance"].T
+                                                  if 0 < c.mean() < 1])),
+                 "motion_mAP": float(np.mean([c.mean() for c in
+                                              data["behaviors"].reshape(w * t, -1).T
+                                              if 0 < c.mean() < 1]))})
+    for label, source in encoders.items():
+        feats = encoder_features(label, source, data["frames"])
+        if feats is None:
+            continue
+        appearance = probe_map(feats.mean(1), data["appearance"], groups)
+        motion = probe_map(feats.reshape(w * t, -1), data["behaviors"].reshape(w * t, -1),
+                           np.repeat(groups, t))
+        rows.append({"encoder": label, "appearance_mAP": appearance, "motion_mAP": motion})
+        logger.info("%s: appearance %.3f motion %.3f", label, appearance, motion)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=("train", "eval"))
+    default = get_config("stage2_tiny")
+    parser.add_argument("--steps", type=int, default=default.total_steps,
+                        help="stage-2 steps of every arm (default: stage2_tiny's)")
+    parser.add_argument("--batch-size", type=int, default=default.batch_size)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--arms", default="stage2_no_shuffle,stage2_no_global",
+                        help="comma-separated arms to train (stage2_full is the default run)")
+    parser.add_argument("--teacher", default=str(RUNS / "default" / "stage1" / "final"))
+    parser.add_argument("--test-dir", default=str(RUNS / "synth_test"),
+                        help="held-out synthetic clips (prism-science synth --seed 2)")
+    parser.add_argument("--json", help="also write the table as JSON here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    torch.set_num_threads(args.threads)
+    if args.command == "train":
+        train_arms(args.steps, Path(args.teacher), args.batch_size, args.threads,
+                   args.arms.split(","))
+        return 0
+    encoders: dict[str, str | None] = {
+        "random init": None,
+        "stage 1 only": args.teacher,
+        **{arm.replace("_", " "): str(ARM_DIRS[arm] / "final") for arm in ARMS},
+    }
+    rows = evaluate(Path(args.test_dir), encoders)
+    print(f"{'encoder':28s} {'appearance mAP':>15s} {'motion mAP':>11s}")
+    for row in rows:
+        print(f"{row['encoder']:28s} {row['appearance_mAP']:15.3f} {row['motion_mAP']:11.3f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

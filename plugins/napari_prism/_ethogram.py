@@ -1,0 +1,225 @@
+"""The Ethogram widget: define behaviors and label them with the keyboard or on the timeline."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from qtpy.QtCore import Qt
+from qtpy.QtGui import QColor
+from qtpy.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from prism_science.errors import PrismError
+from prism_science.session import RESERVED_KEYS, Behavior
+
+from ._context import current_frame, notify_error
+from ._link import link
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["EthogramWidget"]
+
+_HELP = (
+    "Key: start / stop a bout at the current frame.  Shift+key: toggle the frame.  "
+    "Esc: drop open bouts.  Ctrl+Z / Ctrl+Shift+Z: undo / redo.  Timeline: drag with the left "
+    "button to label, right button to unlabel; wheel zooms, Shift+wheel pans."
+)
+_COLUMNS = ("name", "key", "colour", "group")
+
+
+class EthogramWidget(QWidget):
+    """Behaviors of the current video's session (name, key, colour, exclusive group)."""
+
+    def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.link = link(napari_viewer)
+        self._filling = False
+        layout = QVBoxLayout(self)
+        self.video_label = QLabel("no video: open one (File > Open, or drop it here)")
+        self.video_label.setWordWrap(True)
+        layout.addWidget(self.video_label)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("annotator"))
+        self.annotator = QLineEdit()
+        self.annotator.editingFinished.connect(self._set_annotator)
+        row.addWidget(self.annotator)
+        layout.addLayout(row)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("subject"))
+        self.subject = QComboBox()
+        self.subject.setEditable(True)
+        self.subject.setToolTip("animal the keys and the timeline label (empty: no subject)")
+        self.subject.lineEdit().editingFinished.connect(self._set_subject)
+        self.subject.activated.connect(lambda _: self._set_subject())
+        row.addWidget(self.subject, 1)
+        layout.addLayout(row)
+        self.table = QTableWidget(0, len(_COLUMNS))
+        self.table.setHorizontalHeaderLabels(list(_COLUMNS))
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.itemChanged.connect(self._item_changed)
+        layout.addWidget(self.table)
+        row = QHBoxLayout()
+        self.new_name = QLineEdit()
+        self.new_name.setPlaceholderText("new behavior")
+        self.new_name.returnPressed.connect(self._add)
+        row.addWidget(self.new_name)
+        for text, slot in (("add", self._add), ("remove", self._remove)):
+            button = QPushButton(text)
+            button.clicked.connect(slot)
+            row.addWidget(button)
+        layout.addLayout(row)
+        row = QHBoxLayout()
+        for text, slot in (("undo", self._undo), ("redo", self._redo)):
+            button = QPushButton(text)
+            button.clicked.connect(slot)
+            row.addWidget(button)
+        layout.addLayout(row)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        layout.addWidget(self.status)
+        help_label = QLabel(_HELP)
+        help_label.setWordWrap(True)
+        help_label.setStyleSheet("color: gray")
+        layout.addWidget(help_label)
+        layout.addStretch(1)
+        self._session: Any = None
+        self.link.on_session_changed(self._follow)
+        self._follow()
+
+    # ------------------------------------------------------------------ session
+    def _follow(self) -> None:
+        if self._session is not None:
+            self._session.unsubscribe(self._refresh)
+        self._session = self.link.session
+        if self._session is not None:
+            self._session.subscribe(self._refresh)
+        self._refresh()
+
+    def _refresh(self) -> None:
+        session = self._session
+        self._filling = True
+        try:
+            if session is None:
+                self.video_label.setText("no video: open one (File > Open, or drop it here)")
+                self.table.setRowCount(0)
+                self.status.setText("")
+                return
+            self.video_label.setText(f"video: {session.video_path}\nlabels: {session.path}")
+            if not self.annotator.hasFocus():
+                self.annotator.setText(session.annotator)
+            subjects = session.subjects()
+            if [self.subject.itemText(i) for i in range(self.subject.count())] != subjects:
+                self.subject.clear()
+                self.subject.addItems(subjects)
+            if not self.subject.lineEdit().hasFocus():
+                self.subject.setCurrentText(session.subject)
+            self.table.setRowCount(len(session.behaviors))
+            for row, behavior in enumerate(session.behaviors):
+                for col, field in enumerate(_COLUMNS):
+                    value = getattr(behavior, field if field != "colour" else "color")
+                    item = self.table.item(row, col)
+                    if item is None:
+                        item = QTableWidgetItem()
+                        self.table.setItem(row, col, item)
+                    if item.text() != value:
+                        item.setText(value)
+                    if field == "colour":
+                        item.setBackground(QColor(value or "#888888"))
+            opened = ", ".join(
+                f"{name} since frame {start}" for name, start in session.open_bouts.items()
+            )
+            counts = ", ".join(
+                f"{name}: {sum(session.mask(name))} frames" for name in session.behavior_names()
+            )
+            self.status.setText(
+                f"frame {current_frame(self.viewer)}"
+                + (f" - recording {opened}" if opened else "")
+                + (f"\n{counts}" if counts else "")
+            )
+        finally:
+            self._filling = False
+
+    # ------------------------------------------------------------------ edits
+    def _item_changed(self, item: QTableWidgetItem) -> None:
+        if self._filling or self._session is None:
+            return
+        row, col = item.row(), item.column()
+        if row >= len(self._session.behaviors):
+            return
+        name = self._session.behaviors[row].name
+        field = {"colour": "color"}.get(_COLUMNS[col], _COLUMNS[col])
+        value = item.text().strip()
+        if field == "key":
+            value = value[:1].lower()
+            if value and value in RESERVED_KEYS:
+                notify_error(PrismError(f"key {value!r} is used by napari; choose another"))
+                self._refresh()
+                return
+        if field == "color" and value and not QColor(value).isValid():
+            notify_error(PrismError(f"colour {value!r} is not valid; use #rrggbb"))
+            self._refresh()
+            return
+        try:
+            self._session.update_behavior(name, **{field: value})
+        except PrismError as exc:
+            notify_error(exc, "ethogram")
+            self._refresh()
+
+    def _add(self) -> None:
+        if self._session is None:
+            notify_error(PrismError("open a video before adding behaviors"))
+            return
+        name = self.new_name.text().strip()
+        if not name:
+            return
+        try:
+            self._session.add_behavior(Behavior(name))
+        except PrismError as exc:
+            notify_error(exc, "ethogram")
+            return
+        self.new_name.clear()
+
+    def _remove(self) -> None:
+        if self._session is None:
+            return
+        rows = sorted({i.row() for i in self.table.selectedItems()})
+        names = [self._session.behaviors[r].name for r in rows
+                 if r < len(self._session.behaviors)]
+        for name in names:
+            self._session.remove_behavior(name)
+
+    def _set_annotator(self) -> None:
+        if self._session is not None and self.annotator.text() != self._session.annotator:
+            self._session.set_annotator(self.annotator.text().strip())
+
+    def _set_subject(self) -> None:
+        if self._session is not None and not self._filling:
+            self._session.set_subject(self.subject.currentText().strip())
+
+    def _undo(self) -> None:
+        if self._session is not None:
+            self._session.undo()
+
+    def _redo(self) -> None:
+        if self._session is not None:
+            self._session.redo()
+
+    def keyPressEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
+        # Keys typed in the dock (outside text fields) label like on the canvas.
+        text = event.text()
+        if text and text.isalpha() and not event.modifiers() & ~Qt.ShiftModifier:
+            self.link.press(text.lower(), toggle=bool(event.modifiers() & Qt.ShiftModifier))
+            return
+        super().keyPressEvent(event)

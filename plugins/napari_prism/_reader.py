@@ -1,0 +1,125 @@
+"""napari readers: video files (lazy, frame-exact) and prism-science feature stores.
+
+A store opens one layer per video whose file can be found (its recorded source path, else its
+path relative to the store's folder), each with its session read from the store: the labels
+the GUI saved, or the ``labels/manual`` / ``labels/curated`` sets, and the predictions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from prism_science.errors import PrismError, StoreError
+from prism_science.session import LabelingSession
+
+from ._context import (
+    SESSION_KEY,
+    STORE_KEY,
+    VIDEO_EXTENSIONS,
+    VIDEO_ID_KEY,
+    notify_error,
+    video_layer_data,
+)
+from ._lazy_video import LazyVideo
+
+__all__ = ["get_reader", "is_store", "read_store", "read_video"]
+
+logger = logging.getLogger(__name__)
+
+LayerData = tuple[Any, dict[str, Any], str]
+
+
+def is_store(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a prism-science feature store (Zarr folder or HDF5 file)."""
+    path = Path(path)
+    if path.is_dir():
+        meta = path / "zarr.json"
+        try:
+            return meta.is_file() and "prism_science" in json.loads(meta.read_text()).get(
+                "attributes", {})
+        except (OSError, ValueError):
+            return False
+    if path.is_file() and path.suffix.lower() in (".h5", ".hdf5", ".he5"):
+        import h5py
+
+        try:
+            with h5py.File(path, "r") as handle:
+                return "prism_science" in handle.attrs
+        except OSError:
+            return False
+    return False
+
+
+def get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]] | None:
+    """npe2 reader hook: a reader for a video file or a feature store, else None."""
+    if isinstance(path, list):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    p = Path(path)
+    if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS:
+        return read_video
+    if is_store(p):
+        return read_store
+    return None
+
+
+def read_video(path: str | list[str]) -> list[LayerData]:
+    """One Image layer over the video (lazy frames) with its labeling session."""
+    paths = path if isinstance(path, list) else [path]
+    return [video_layer_data(p) for p in paths]
+
+
+def _find_video(store_path: Path, source_path: str, relative_path: str) -> Path | None:
+    for candidate in (source_path, store_path.parent / relative_path if relative_path else ""):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+def read_store(path: str | list[str]) -> list[LayerData]:
+    """One layer per video of a feature store whose file is found, with labels and predictions.
+
+    Raises
+    ------
+    StoreError
+        The store cannot be opened (another schema version, not a store) or none of its videos
+        can be found on disk.
+    """
+    from prism_science.store import open_store
+
+    store_path = Path(path[0] if isinstance(path, list) else path)
+    with open_store(store_path, mode="r") as store:
+        records = [store.video_info(v) for v in store.video_ids()]
+    layers: list[LayerData] = []
+    missing: list[str] = []
+    for info in records:
+        video_path = _find_video(store_path, info.source_path, info.relative_path)
+        if video_path is None:
+            missing.append(f"{info.video_id} ({info.source_path or info.relative_path})")
+            continue
+        try:
+            video = LazyVideo(video_path)
+            session = LabelingSession.from_store(store_path, info.video_id,
+                                                 timestamps=video.info.timestamps)
+        except PrismError as exc:
+            notify_error(exc, f"video {info.video_id} of {store_path.name}")
+            continue
+        kwargs = {
+            "name": info.video_id, "rgb": True, "contrast_limits": [0, 255], "multiscale": False,
+            "metadata": {SESSION_KEY: session, STORE_KEY: str(store_path),
+                         VIDEO_ID_KEY: info.video_id},
+        }
+        layers.append((video, kwargs, "image"))
+    if missing:
+        message = (f"{store_path}: video files not found for {', '.join(missing[:5])}"
+                   f"{' ...' if len(missing) > 5 else ''}; move them back or re-extract")
+        if not layers:
+            raise StoreError(message)
+        notify_error(StoreError(message))
+    return layers

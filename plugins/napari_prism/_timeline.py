@@ -1,0 +1,338 @@
+"""The timeline: behaviors x frames, drawn with QPainter, under the napari canvas.
+
+Each behavior has a row: manual labels (solid), curated labels (hatched strip) and the selected
+prediction's probabilities (colour whose opacity is the probability). A ruler on top shows frame
+numbers; the current frame is a vertical line. Click or drag on the ruler to move through the
+video; drag on a row with the left button to label frames, with the right button to unlabel them;
+the mouse wheel zooms around the pointer, Shift+wheel pans. Optional extra rows show the frames
+suggested for labeling and a text-search similarity curve.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from qtpy.QtCore import QPointF, QRectF, Qt, Signal
+from qtpy.QtGui import QBrush, QColor, QImage, QPainter, QPainterPath, QPen
+from qtpy.QtWidgets import QSizePolicy, QWidget
+
+from prism_science.session import LabelingSession, mask_to_runs
+
+__all__ = ["TimelineWidget"]
+
+LABEL_WIDTH = 120
+RULER_HEIGHT = 20
+ROW_HEIGHT = 26
+EXTRA_ROW_HEIGHT = 30
+MIN_FRAMES_VISIBLE = 20
+
+
+def _bin(values: np.ndarray, f0: int, f1: int, width: int, how: str) -> np.ndarray:
+    """Values of frames f0..f1-1 -> one value per pixel column ("max" or "mean"), (width,)."""
+    seg = values[f0:f1].astype(np.float32, copy=False)
+    if seg.size == 0 or width <= 0:
+        return np.zeros(max(width, 0), dtype=np.float32)
+    if seg.size <= width:  # zoomed in: each frame covers one or more columns
+        idx = (np.arange(width) * seg.size) // width
+        return seg[idx]
+    edges = (np.arange(width) * seg.size) // width
+    if how == "max":
+        return np.maximum.reduceat(seg, edges)
+    sums = np.add.reduceat(seg, edges)
+    counts = np.diff(np.append(edges, seg.size))
+    return sums / counts
+
+
+class TimelineWidget(QWidget):
+    """Timeline of one labeling session (see the module docstring).
+
+    Signals
+    -------
+    frameRequested(int)
+        The user clicked or dragged to a frame; the owner moves the viewer there.
+    """
+
+    frameRequested = Signal(int)
+
+    def __init__(self, session: LabelingSession | None = None, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.session: LabelingSession | None = None
+        self.current_frame = 0
+        self.view_start = 0.0
+        self.view_frames = 1.0
+        self.prediction: str | None = None  # track shown; None: the last one added
+        self.suggestions: np.ndarray = np.zeros(0, dtype=np.int64)
+        self.similarity: np.ndarray | None = None  # (n_frames,) text-search curve
+        self._drag: tuple[str, int, bool] | None = None  # (behavior, start frame, value)
+        self._drag_end = 0
+        self._scrubbing = False
+        self.setMouseTracking(False)
+        self.setFocusPolicy(Qt.ClickFocus)
+        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Preferred)
+        self.setMinimumHeight(RULER_HEIGHT + ROW_HEIGHT)
+        if session is not None:
+            self.set_session(session)
+
+    # ------------------------------------------------------------------ state
+    def set_session(self, session: LabelingSession | None) -> None:
+        """Show another session (None: empty timeline)."""
+        if self.session is not None:
+            self.session.unsubscribe(self._on_session_changed)
+        self.session = session
+        if session is not None:
+            session.subscribe(self._on_session_changed)
+            self.view_start, self.view_frames = 0.0, float(session.n_frames)
+        self.suggestions = np.zeros(0, dtype=np.int64)
+        self.similarity = None
+        self._on_session_changed()
+
+    def _on_session_changed(self) -> None:
+        self.setMinimumHeight(self.sizeHint().height())
+        self.updateGeometry()
+        self.update()
+
+    def set_current_frame(self, frame: int) -> None:
+        """Move the cursor; scrolls the view to keep the frame visible."""
+        self.current_frame = int(frame)
+        end = self.view_start + self.view_frames
+        if not self.view_start <= frame < end:
+            self.view_start = self._clamp_start(frame - self.view_frames / 2)
+        self.update()
+
+    def set_view(self, start: float, frames: float) -> None:
+        """Show ``frames`` frames from ``start`` (clamped to the video)."""
+        n = self._n_frames()
+        self.view_frames = float(min(max(frames, min(MIN_FRAMES_VISIBLE, n)), n))
+        self.view_start = self._clamp_start(start)
+        self.update()
+
+    def zoom(self, factor: float, anchor_frame: float | None = None) -> None:
+        """Zoom by ``factor`` (> 1 zooms in) keeping ``anchor_frame`` under the same pixel."""
+        anchor = self.current_frame if anchor_frame is None else anchor_frame
+        rel = (anchor - self.view_start) / self.view_frames
+        frames = self.view_frames / factor
+        n = self._n_frames()
+        frames = float(min(max(frames, min(MIN_FRAMES_VISIBLE, n)), n))
+        self.view_frames = frames
+        self.view_start = self._clamp_start(anchor - rel * frames)
+        self.update()
+
+    def _n_frames(self) -> int:
+        return self.session.n_frames if self.session is not None else 1
+
+    def _clamp_start(self, start: float) -> float:
+        return float(min(max(start, 0.0), max(self._n_frames() - self.view_frames, 0.0)))
+
+    # ------------------------------------------------------------------ geometry
+    def _rows(self) -> list[str]:
+        return self.session.behavior_names() if self.session is not None else []
+
+    def _extra_rows(self) -> list[str]:
+        rows = []
+        if self.suggestions.size:
+            rows.append("suggested")
+        if self.similarity is not None:
+            rows.append("search")
+        return rows
+
+    def sizeHint(self):  # noqa: N802 - Qt API
+        size = super().sizeHint()
+        height = RULER_HEIGHT + ROW_HEIGHT * max(len(self._rows()), 1)
+        height += EXTRA_ROW_HEIGHT * len(self._extra_rows()) + 4
+        size.setHeight(height)
+        return size
+
+    def frame_at(self, x: float) -> int:
+        """Frame under pixel column ``x`` (clamped to the video)."""
+        width = max(self.width() - LABEL_WIDTH, 1)
+        frame = self.view_start + (x - LABEL_WIDTH) / width * self.view_frames
+        return int(min(max(int(np.floor(frame)), 0), self._n_frames() - 1))
+
+    def x_of(self, frame: float) -> float:
+        """Pixel column of the left edge of ``frame``."""
+        width = max(self.width() - LABEL_WIDTH, 1)
+        return LABEL_WIDTH + (frame - self.view_start) / self.view_frames * width
+
+    def row_at(self, y: float) -> str | None:
+        """Behavior of the row under pixel row ``y``, or None (ruler, extra rows)."""
+        index = int((y - RULER_HEIGHT) // ROW_HEIGHT)
+        rows = self._rows()
+        return rows[index] if y >= RULER_HEIGHT and 0 <= index < len(rows) else None
+
+    def _shown_track(self):
+        if self.session is None or not self.session.predictions:
+            return None
+        if self.prediction in self.session.predictions:
+            return self.session.predictions[self.prediction]
+        return list(self.session.predictions.values())[-1]
+
+    # ------------------------------------------------------------------ painting
+    def paintEvent(self, event) -> None:  # noqa: N802 - Qt API
+        painter = QPainter(self)
+        try:
+            self._paint(painter)
+        finally:
+            painter.end()
+
+    def _paint(self, painter: QPainter) -> None:
+        palette = self.palette()
+        painter.fillRect(self.rect(), QColor(38, 41, 48))
+        painter.setPen(palette.text().color())
+        session = self.session
+        if session is None:
+            painter.setPen(QColor(200, 200, 200))
+            painter.drawText(self.rect(), Qt.AlignCenter, "open a video to see its timeline")
+            return
+        width = self.width() - LABEL_WIDTH
+        f0 = int(np.floor(self.view_start))
+        f1 = int(min(np.ceil(self.view_start + self.view_frames), session.n_frames))
+        x0 = int(self.x_of(f0))
+        x1 = int(self.x_of(f1))
+        cols = max(x1 - x0, 1)
+        self._paint_ruler(painter, width)
+        track = self._shown_track()
+        for row, behavior in enumerate(session.behaviors):
+            top = RULER_HEIGHT + row * ROW_HEIGHT
+            color = QColor(behavior.color or "#888888")
+            painter.fillRect(QRectF(0, top, self.width(), ROW_HEIGHT - 1),
+                             QColor(48, 52, 60) if row % 2 else QColor(44, 47, 55))
+            painter.setPen(QColor(230, 230, 230))
+            painter.fillRect(QRectF(4, top + 8, 10, 10), color)
+            key = f" [{behavior.key}]" if behavior.key else ""
+            painter.drawText(QRectF(18, top, LABEL_WIDTH - 20, ROW_HEIGHT), Qt.AlignVCenter,
+                             f"{behavior.name}{key}")
+            manual = _bin(session.mask(behavior.name), f0, f1, cols, "max")
+            for a, b in mask_to_runs(manual > 0):
+                painter.fillRect(QRectF(x0 + a, top + 2, b - a + 1, 11), color)
+            curated = _bin(session.mask(behavior.name, "curated"), f0, f1, cols, "max")
+            hatch = QBrush(color.darker(130), Qt.BDiagPattern)
+            for a, b in mask_to_runs(curated > 0):
+                rect = QRectF(x0 + a, top + 13, b - a + 1, 4)
+                painter.fillRect(rect, color.darker(160))
+                painter.fillRect(rect, hatch)
+            if track is not None:
+                column = track.column(behavior.name)
+                if column is not None:
+                    self._paint_probability(painter, column, f0, f1, cols, x0, top + 17, color)
+            if behavior.name in session.open_bouts:
+                start = session.open_bouts[behavior.name]
+                a, b = sorted((start, self.current_frame))
+                rect = QRectF(self.x_of(a), top + 2, self.x_of(b + 1) - self.x_of(a), 11)
+                painter.fillRect(rect, QColor(color.red(), color.green(), color.blue(), 90))
+                painter.setPen(QPen(color.lighter(150), 1, Qt.DashLine))
+                painter.drawRect(rect)
+            if self._drag is not None and self._drag[0] == behavior.name:
+                a, b = sorted((self._drag[1], self._drag_end))
+                rect = QRectF(self.x_of(a), top + 1, self.x_of(b + 1) - self.x_of(a), 13)
+                fill = QColor(color) if self._drag[2] else QColor(20, 20, 20)
+                fill.setAlpha(140)
+                painter.fillRect(rect, fill)
+        self._paint_extra_rows(painter, f0, f1, cols, x0)
+        x = self.x_of(self.current_frame)
+        painter.setPen(QPen(QColor(255, 255, 255), 1))
+        painter.drawLine(QPointF(x, 0), QPointF(x, self.height()))
+
+    def _paint_ruler(self, painter: QPainter, width: int) -> None:
+        painter.fillRect(QRectF(0, 0, self.width(), RULER_HEIGHT), QColor(28, 30, 36))
+        painter.setPen(QColor(180, 180, 180))
+        assert self.session is not None
+        painter.drawText(QRectF(4, 0, LABEL_WIDTH - 8, RULER_HEIGHT), Qt.AlignVCenter,
+                         f"frame {self.current_frame}"
+                         + (f"  {self.session.subject}" if self.session.subject else ""))
+        target_px = 80
+        raw = self.view_frames * target_px / max(width, 1)
+        step = max(1, int(10 ** np.floor(np.log10(max(raw, 1)))))
+        for mult in (1, 2, 5, 10):
+            if step * mult >= raw:
+                step *= mult
+                break
+        first = int(np.ceil(self.view_start / step) * step)
+        for frame in range(first, int(self.view_start + self.view_frames) + 1, step):
+            x = self.x_of(frame)
+            painter.drawLine(QPointF(x, RULER_HEIGHT - 6), QPointF(x, RULER_HEIGHT))
+            painter.drawText(QPointF(x + 2, RULER_HEIGHT - 7), str(frame))
+
+    def _paint_probability(
+        self, painter: QPainter, column: np.ndarray, f0: int, f1: int, cols: int, x0: int,
+        top: float, color: QColor,
+    ) -> None:
+        values = np.clip(_bin(column, f0, f1, cols, "mean"), 0.0, 1.0)
+        rgba = np.empty((1, cols, 4), dtype=np.uint8)
+        rgba[..., 0], rgba[..., 1], rgba[..., 2] = color.red(), color.green(), color.blue()
+        rgba[..., 3] = (values * 255).astype(np.uint8)
+        image = QImage(rgba.data, cols, 1, cols * 4, QImage.Format_RGBA8888)
+        painter.drawImage(QRectF(x0, top, cols, ROW_HEIGHT - 19), image)
+
+    def _paint_extra_rows(self, painter: QPainter, f0: int, f1: int, cols: int, x0: int) -> None:
+        top = RULER_HEIGHT + ROW_HEIGHT * len(self._rows())
+        for name in self._extra_rows():
+            painter.fillRect(QRectF(0, top, self.width(), EXTRA_ROW_HEIGHT - 1), QColor(34, 37, 44))
+            painter.setPen(QColor(230, 230, 230))
+            painter.drawText(QRectF(6, top, LABEL_WIDTH - 8, EXTRA_ROW_HEIGHT), Qt.AlignVCenter,
+                             name)
+            if name == "suggested":
+                painter.setPen(QPen(QColor(255, 200, 0), 2))
+                for frame in self.suggestions:
+                    if f0 <= frame < f1:
+                        x = self.x_of(frame + 0.5)
+                        bottom = top + EXTRA_ROW_HEIGHT - 4
+                        painter.drawLine(QPointF(x, top + 4), QPointF(x, bottom))
+            elif self.similarity is not None:
+                values = _bin(self.similarity, f0, f1, cols, "max")
+                lo, hi = float(np.min(self.similarity)), float(np.max(self.similarity))
+                scale = (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
+                path = QPainterPath()
+                bottom = top + EXTRA_ROW_HEIGHT - 3
+                for i, v in enumerate(scale):
+                    point = QPointF(x0 + i, bottom - v * (EXTRA_ROW_HEIGHT - 6))
+                    if i == 0:
+                        path.moveTo(point)
+                    else:
+                        path.lineTo(point)
+                painter.setPen(QPen(QColor(120, 220, 255), 1.5))
+                painter.drawPath(path)
+            top += EXTRA_ROW_HEIGHT
+
+    # ------------------------------------------------------------------ mouse
+    def mousePressEvent(self, event) -> None:  # noqa: N802 - Qt API
+        if self.session is None:
+            return
+        pos = event.pos()
+        behavior = self.row_at(pos.y())
+        frame = self.frame_at(pos.x())
+        if behavior is None or pos.x() < LABEL_WIDTH:
+            if pos.x() >= LABEL_WIDTH:
+                self._scrubbing = True
+                self.frameRequested.emit(frame)
+            return
+        value = event.button() == Qt.LeftButton
+        self._drag = (behavior, frame, value)
+        self._drag_end = frame
+        self.update()
+
+    def mouseMoveEvent(self, event) -> None:  # noqa: N802 - Qt API
+        frame = self.frame_at(event.pos().x())
+        if self._scrubbing:
+            self.frameRequested.emit(frame)
+        elif self._drag is not None:
+            self._drag_end = frame
+            self.update()
+
+    def mouseReleaseEvent(self, event) -> None:  # noqa: N802 - Qt API
+        self._scrubbing = False
+        if self._drag is not None and self.session is not None:
+            behavior, start, value = self._drag
+            self._drag = None
+            self.session.set_range(behavior, start, self.frame_at(event.pos().x()), value)
+            self.update()
+
+    def wheelEvent(self, event) -> None:  # noqa: N802 - Qt API
+        delta = event.angleDelta().y() or event.angleDelta().x()
+        if not delta or self.session is None:
+            return
+        if event.modifiers() & Qt.ShiftModifier:
+            shift = -np.sign(delta) * self.view_frames * 0.1
+            self.set_view(self.view_start + shift, self.view_frames)
+        else:
+            x = event.position().x() if hasattr(event, "position") else event.pos().x()
+            self.zoom(1.25 if delta > 0 else 0.8, anchor_frame=self.frame_at(x))
+        event.accept()

@@ -1,0 +1,129 @@
+"""The ``extract`` command: videos -> per-frame features in a Zarr or HDF5 store."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from prism_science.windows import PADDING_MODES, TOKEN_MODES, WINDOW_MODES
+
+EPILOG = """\
+examples:
+  prism-science extract videos/ --recursive --out features.zarr
+  prism-science extract a.mp4 b.mp4 --out features.h5 --tokens grid --grid 2
+  prism-science extract videos/ --out features.zarr --cluster local:4
+  prism-science extract videos/ --out /shared/features.zarr --cluster slurm --slurm-jobs 8
+
+Rerunning the same command resumes: complete videos are skipped, unfinished ones continue from
+their last written chunk. Exit code 0: all videos done; 1: some videos failed (listed at the
+end); 2: nothing was run (bad model, store or options).
+"""
+
+
+def _device(text: str) -> str:
+    if text in ("auto", "cpu", "cuda", "mps") or (text.startswith("cuda:")
+                                                   and text[5:].isdigit()):
+        return text
+    raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, found {text!r}")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, found {text!r}") from exc
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, found {text!r}")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``extract`` sub-command."""
+    p = subparsers.add_parser(
+        "extract",
+        help="extract per-frame features of videos into a store",
+        description="Encode every frame of the given videos with a frozen video encoder and "
+        "write per-frame features, with provenance, to a Zarr v3 (default) or HDF5 store. "
+        "Resumable; one bad video does not stop the others. See docs/extraction.md.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="video files, folders of videos, or folders of image frames")
+    p.add_argument("--out", required=True, metavar="STORE",
+                   help="the store: a .zarr folder, or a .h5/.hdf5 file")
+    p.add_argument("--model", default="default",
+                   help="registered model name or weights folder (default: the bundled encoder)")
+    p.add_argument("--format", choices=("zarr", "hdf5"), default=None,
+                   help="store format (default: by the --out suffix, .h5/.hdf5 -> hdf5)")
+    g = p.add_argument_group("windows and tokens")
+    g.add_argument("--tokens", choices=TOKEN_MODES, default="mean",
+                   help="per-frame feature: mean over space (D), pooled g x g grid, or all tokens")
+    g.add_argument("--grid", type=_positive, default=2, help="grid side for --tokens grid")
+    g.add_argument("--window", choices=WINDOW_MODES, default="sliding",
+                   help="sliding: clips every --hop frames, averaged (about N/hop clips); "
+                   "center: one clip centred on each frame (N clips, the paper's protocol)")
+    g.add_argument("--stride", type=_positive, default=1, help="frame stride inside a clip")
+    g.add_argument("--hop", type=_positive, default=8, help="frames between clip starts")
+    g.add_argument("--padding", choices=PADDING_MODES, default="repeat",
+                   help="how frames past the video's ends are filled (they are masked)")
+    r = p.add_argument_group("running")
+    r.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda or cuda:N")
+    r.add_argument("--batch-size", type=_positive, default=8, help="clips per forward pass")
+    r.add_argument("--glob", default=None,
+                   help='pattern of files taken from folders, e.g. "*.mp4" (default: any video '
+                   "extension)")
+    r.add_argument("--recursive", action="store_true", help="search sub-folders")
+    r.add_argument("--overwrite", action="store_true",
+                   help="recompute and replace features (and records of changed videos)")
+    r.add_argument("--chunk-frames", type=_positive, default=None,
+                   help="frames per stored chunk (default 256)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    c = p.add_argument_group("distributed (Dask; Zarr stores only)")
+    c.add_argument("--cluster", default=None, metavar="SPEC",
+                   help="local:N (N local worker processes), tcp://HOST:PORT (a running Dask "
+                   "scheduler) or slurm (dask-jobqueue)")
+    c.add_argument("--workers-per-gpu", type=_positive, default=1,
+                   help="worker processes sharing one GPU")
+    c.add_argument("--task-frames", type=_positive, default=4096,
+                   help="longer videos are split into tasks of about this many frames")
+    c.add_argument("--slurm-jobs", type=_positive, default=None,
+                   help="SLURM jobs to start (env PRISM_SLURM_JOBS, default 1)")
+    for name, help_text in (
+        ("queue", "partition"), ("account", "account"), ("walltime", "e.g. 04:00:00"),
+        ("memory", "e.g. 32GB"), ("cores", "CPU cores per job"), ("gpus", "GPUs per job"),
+    ):
+        c.add_argument(f"--slurm-{name}", default=None,
+                       help=f"SLURM {help_text} (env PRISM_SLURM_{name.upper()})")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the extraction; print the report. Returns 0, 1 (some videos failed) or 2."""
+    from prism_science.errors import PrismError
+    from prism_science.extract import ExtractOptions, run_extraction
+    from prism_science.windows import WindowParams
+
+    try:
+        params = WindowParams(mode=args.window, stride=args.stride, hop=args.hop,
+                              tokens=args.tokens, grid=args.grid, padding=args.padding)
+        options = ExtractOptions(
+            model=args.model, params=params, device=args.device, batch_size=args.batch_size,
+            overwrite=args.overwrite, format=args.format, chunk_frames=args.chunk_frames,
+            progress=not args.no_progress,
+        )
+        cluster_options = {
+            "workers_per_gpu": args.workers_per_gpu,
+            "task_frames": args.task_frames,
+            "slurm": {k: getattr(args, f"slurm_{k}") for k in
+                      ("jobs", "queue", "account", "walltime", "memory", "cores", "gpus")},
+        }
+        report = run_extraction(
+            args.paths, args.out, options, glob=args.glob, recursive=args.recursive,
+            cluster=args.cluster, cluster_options=cluster_options if args.cluster else None,
+        )
+    except PrismError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(report.summary())
+    return 0 if report.ok else 1

@@ -1,0 +1,365 @@
+"""Distributed extraction on Dask: a LocalCluster, an existing scheduler, or SLURM.
+
+The coordinator (the process running ``prism-science extract --cluster ...``) records every
+video and creates its feature arrays first; then each task -- one video, or for a long video a
+frame range made of whole chunks -- runs on a worker that writes only its own chunks and their
+done markers. Two tasks never share a chunk, and each marker is a separate Zarr chunk, so
+workers never write the same file. When every task of a video has succeeded, the coordinator
+checks the markers and writes the completion mark. A worker that dies is replaced and its task
+rerun by Dask (the rerun rewrites the same chunks with the same values). HDF5 stores cannot be
+used: they take one writer at a time.
+
+GPU workers declare the resource ``{"GPU": 1}`` and tasks ask for it, so one task runs per GPU
+slot; ``--workers-per-gpu K`` starts K worker processes per GPU. Needs the ``[cluster]`` extra
+(``dask[distributed]``, ``dask-jobqueue`` for SLURM).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from prism_science.errors import PrismError
+
+if TYPE_CHECKING:
+    from prism_science.extract import ExtractOptions, ExtractReport, VideoJob
+    from prism_science.store import FeatureStore
+
+__all__ = [
+    "ClusterError",
+    "extract_task",
+    "make_client",
+    "plan_tasks",
+    "run_distributed",
+    "slurm_cluster_kwargs",
+]
+
+logger = logging.getLogger(__name__)
+
+# Per worker process: loaded models, keyed by (model, device).
+_MODELS: dict[tuple[str, str], Any] = {}
+
+
+class ClusterError(PrismError):
+    """A cluster specification is invalid or the cluster cannot be reached."""
+
+
+def _import_distributed() -> Any:
+    try:
+        import distributed
+    except ImportError as exc:  # pragma: no cover - the [cluster] extra is missing
+        raise ClusterError(
+            "--cluster needs Dask distributed: pip install 'prism-science[cluster]'"
+        ) from exc
+    return distributed
+
+
+def slurm_cluster_kwargs(
+    options: Mapping[str, Any], environ: Mapping[str, str] | None = None,
+    workers_per_gpu: int = 1,
+) -> tuple[dict[str, Any], int]:
+    """Arguments of ``dask_jobqueue.SLURMCluster`` from flags, then ``PRISM_SLURM_*`` variables.
+
+    Parameters
+    ----------
+    options : mapping
+        ``jobs``, ``queue``, ``account``, ``walltime``, ``memory``, ``cores``, ``gpus`` (None:
+        not given; the environment variable ``PRISM_SLURM_<NAME>`` is used instead).
+    environ : mapping, optional
+        Default ``os.environ``.
+    workers_per_gpu : int
+        Worker processes per GPU; each declares the resource ``GPU=1``.
+
+    Returns
+    -------
+    (dict, int)
+        SLURMCluster keyword arguments, and the number of jobs to start.
+    """
+    environ = os.environ if environ is None else environ
+
+    def get(name: str, default: Any = None) -> Any:
+        value = options.get(name)
+        if value is None:
+            value = environ.get(f"PRISM_SLURM_{name.upper()}")
+        return default if value in (None, "") else value
+
+    try:
+        jobs, cores, gpus = int(get("jobs", 1)), int(get("cores", 4)), int(get("gpus", 0))
+    except ValueError as exc:
+        raise ClusterError(f"SLURM jobs, cores and gpus must be integers ({exc})") from exc
+    processes = max(1, gpus * workers_per_gpu)
+    kwargs: dict[str, Any] = {
+        "cores": max(cores, processes),
+        "processes": processes,
+        "memory": str(get("memory", "16GB")),
+        "walltime": str(get("walltime", "04:00:00")),
+        "job_name": "prism-extract",
+    }
+    for name in ("queue", "account"):
+        if get(name) is not None:
+            kwargs[name] = str(get(name))
+    if gpus:
+        kwargs["job_extra_directives"] = [f"--gres=gpu:{gpus}"]
+        kwargs["worker_extra_args"] = ["--resources", "GPU=1"]
+    return kwargs, jobs
+
+
+def make_client(
+    spec: str, *, workers_per_gpu: int = 1, slurm: Mapping[str, Any] | None = None
+) -> tuple[Any, Any, bool]:
+    """Connect to (or start) a Dask cluster.
+
+    Parameters
+    ----------
+    spec : str
+        ``local:N`` (N worker processes, one thread each, on this machine), ``tcp://HOST:PORT``
+        (a running scheduler) or ``slurm`` (dask-jobqueue, see :func:`slurm_cluster_kwargs`).
+    workers_per_gpu : int
+        Local/SLURM: worker processes per GPU.
+    slurm : mapping, optional
+        SLURM options (see :func:`slurm_cluster_kwargs`).
+
+    Returns
+    -------
+    (Client, cluster or None, bool)
+        The client, the cluster this call started (to close afterwards; None for tcp://), and
+        whether the workers declare GPUs (tasks then ask for ``{"GPU": 1}``).
+    """
+    distributed = _import_distributed()
+    if spec.startswith("local:"):
+        try:
+            n_workers = int(spec.split(":", 1)[1])
+        except ValueError:
+            n_workers = 0
+        if n_workers < 1:
+            raise ClusterError(f"--cluster {spec!r}: expected local:N with N >= 1 workers")
+        import torch
+
+        gpus = torch.cuda.device_count()
+        if gpus and n_workers > gpus * workers_per_gpu:
+            logger.warning("%d workers for %d GPU(s) x %d per GPU: some will wait", n_workers,
+                           gpus, workers_per_gpu)
+        threads = max(1, (os.cpu_count() or 1) // n_workers)
+        cluster = distributed.LocalCluster(
+            n_workers=n_workers, threads_per_worker=1, processes=True,
+            resources={"GPU": 1} if gpus else None, dashboard_address=None,
+            env={"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)},
+        )
+        return distributed.Client(cluster), cluster, bool(gpus)
+    if spec.startswith("tcp://"):
+        try:
+            client = distributed.Client(spec, timeout=30)
+        except OSError as exc:
+            raise ClusterError(
+                f"--cluster {spec}: cannot reach the Dask scheduler ({exc}); start one with "
+                "`dask scheduler` and workers with `dask worker <address>`"
+            ) from exc
+        workers = client.scheduler_info().get("workers", {})
+        gpu = any("GPU" in (w.get("resources") or {}) for w in workers.values())
+        return client, None, gpu
+    if spec == "slurm":
+        try:
+            from dask_jobqueue import SLURMCluster
+        except ImportError as exc:  # pragma: no cover - the [cluster] extra is missing
+            raise ClusterError("--cluster slurm needs dask-jobqueue: pip install "
+                               "'prism-science[cluster]'") from exc
+        kwargs, jobs = slurm_cluster_kwargs(slurm or {}, workers_per_gpu=workers_per_gpu)
+        cluster = SLURMCluster(**kwargs)
+        cluster.scale(jobs=jobs)
+        logger.info("SLURM job script:\n%s", cluster.job_script())
+        return distributed.Client(cluster), cluster, "worker_extra_args" in kwargs
+    raise ClusterError(
+        f"--cluster {spec!r}: expected local:N, tcp://HOST:PORT or slurm"
+    )
+
+
+def plan_tasks(job: VideoJob, task_frames: int) -> list[list[tuple[int, int]]]:
+    """Split a video's missing frame ranges into tasks of whole chunks.
+
+    Parameters
+    ----------
+    job : VideoJob
+        The video, its ``chunk_frames`` and missing chunk-aligned ``ranges``.
+    task_frames : int
+        Largest task (rounded down to whole chunks, at least one chunk).
+
+    Returns
+    -------
+    list of list of (int, int)
+        One list of ranges per task: a single task for a video needing at most
+        ``task_frames`` frames, else one range per task.
+    """
+    if job.missing_frames <= task_frames:
+        return [list(job.ranges)] if job.ranges else []
+    step = max(1, task_frames // job.chunk_frames) * job.chunk_frames
+    tasks = []
+    for start, stop in job.ranges:
+        tasks += [[(a, min(a + step, stop))] for a in range(start, stop, step)]
+    return tasks
+
+
+def _worker_device(requested: str, workers_per_gpu: int) -> str:
+    import torch
+
+    if requested not in ("auto", "cuda"):
+        return requested
+    if not torch.cuda.is_available():
+        if requested == "cuda":
+            raise ClusterError("--device cuda: this worker sees no CUDA device")
+        return "cpu"
+    count = torch.cuda.device_count()
+    index = 0
+    try:
+        from distributed import get_worker
+
+        match = re.search(r"(\d+)$", str(get_worker().name))
+        if match:
+            index = int(match.group(1)) // workers_per_gpu % count
+    except ValueError:  # not running on a worker
+        pass
+    return f"cuda:{index}"
+
+
+def extract_task(
+    store_path: str, video_id: str, source_path: str, key: str, model: str,
+    params: dict[str, Any], ranges: list[tuple[int, int]], batch_size: int = 8,
+    device: str = "auto", workers_per_gpu: int = 1, torch_threads: int | None = None,
+) -> int:
+    """Worker side: compute and write the chunks of ``ranges`` of one video.
+
+    Writes only values and done markers of its own chunks (never group attributes).
+
+    Returns
+    -------
+    int
+        Frames written.
+    """
+    import torch
+
+    from prism_science.extract import extract_ranges
+    from prism_science.features import feature_key, load_encoder
+    from prism_science.store import open_store
+    from prism_science.windows import WindowParams
+
+    if torch_threads:
+        torch.set_num_threads(torch_threads)
+    window = WindowParams(**params)
+    device = _worker_device(device, workers_per_gpu)
+    cache_key = (model, device)
+    if cache_key not in _MODELS:
+        _MODELS[cache_key] = load_encoder(model, device=device)
+    encoder = _MODELS[cache_key]
+    if feature_key(encoder, window) != key:
+        raise PrismError(f"worker loaded {model!r} with key {feature_key(encoder, window)!r}, "
+                         f"the coordinator expects {key!r}; use the same model everywhere")
+    store = open_store(store_path, "r+")
+    try:
+        return extract_ranges(encoder, store, video_id, source_path, key, window, ranges,
+                              batch_size=batch_size)
+    finally:
+        store.close()
+
+
+def run_distributed(
+    store: FeatureStore,
+    jobs: list[VideoJob],
+    key: str,
+    options: ExtractOptions,
+    report: ExtractReport,
+    cluster: str,
+    *,
+    workers_per_gpu: int = 1,
+    task_frames: int = 4096,
+    slurm: Mapping[str, Any] | None = None,
+    task_function: Callable[..., int] | None = None,
+) -> None:
+    """Run prepared jobs on a Dask cluster and mark finished videos complete.
+
+    Parameters
+    ----------
+    store : FeatureStore
+        The coordinator's open Zarr store (videos recorded, feature arrays created).
+    jobs : list of VideoJob
+        From :func:`prism_science.extract.prepare_video`.
+    key : str
+        The feature set.
+    options : ExtractOptions
+        Model, window parameters, batch size, device.
+    report : ExtractReport
+        Updated in place: extracted ids, failures, frames.
+    cluster : str
+        See :func:`make_client`.
+    workers_per_gpu, task_frames, slurm
+        See :func:`make_client` and :func:`plan_tasks`.
+    task_function : callable, optional
+        Replaces :func:`extract_task` (same signature), e.g. to instrument workers.
+    """
+    if not jobs:
+        return
+    from tqdm.auto import tqdm
+
+    distributed = _import_distributed()
+    task_function = task_function or extract_task
+    client, started, gpu = make_client(cluster, workers_per_gpu=workers_per_gpu, slurm=slurm)
+    n_workers = len(client.scheduler_info().get("workers", {})) or 1
+    threads = max(1, (os.cpu_count() or 1) // n_workers) if cluster.startswith("local:") \
+        else None
+    params = dataclasses.asdict(options.params)
+    run_tag = uuid.uuid4().hex[:8]
+    futures: dict[Any, tuple[VideoJob, int]] = {}
+    try:
+        for job in jobs:
+            for ranges in plan_tasks(job, task_frames):
+                frames = sum(b - a for a, b in ranges)
+                future = client.submit(
+                    task_function, str(store.path), job.source.video_id, str(job.source.path),
+                    key, options.model, params, ranges, batch_size=options.batch_size,
+                    device=options.device, workers_per_gpu=workers_per_gpu,
+                    torch_threads=threads, pure=False,
+                    key=f"extract-{job.source.video_id}-{ranges[0][0]}-{run_tag}",
+                    resources={"GPU": 1} if gpu else None,
+                )
+                futures[future] = (job, frames)
+        pending = {job.source.video_id: 0 for job in jobs}
+        for job, _ in futures.values():
+            pending[job.source.video_id] += 1
+        errors: dict[str, str] = {}
+        bar = tqdm(total=sum(f for _, f in futures.values()), desc=f"all videos ({cluster})",
+                   unit="frame", disable=not options.progress)
+        for future in distributed.as_completed(list(futures)):
+            job, frames = futures[future]
+            vid = job.source.video_id
+            exc = future.exception()
+            if exc is not None:
+                errors.setdefault(vid, f"{type(exc).__name__}: {exc}")
+            else:
+                report.frames += int(future.result())
+            bar.update(frames)
+            pending[vid] -= 1
+            if pending[vid] == 0:
+                _finish(store, job, key, errors.get(vid), report)
+        bar.close()
+    finally:
+        client.close()
+        if started is not None:
+            started.close()
+
+
+def _finish(store: FeatureStore, job: VideoJob, key: str, error: str | None,
+            report: ExtractReport) -> None:
+    vid = job.source.video_id
+    if error is None:
+        try:
+            store.mark_complete(vid, key)
+        except PrismError as exc:
+            error = str(exc)
+    if error is None:
+        report.extracted.append(vid)
+    else:
+        report.failed.append((str(job.source.path), error))
+        logger.error("%s: %s", job.source.path, error)

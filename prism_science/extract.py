@@ -1,0 +1,434 @@
+"""Batch feature extraction into a store: discovery, resume, and per-video error reporting.
+
+``run_extraction`` is what ``prism-science extract`` runs. For every video it records the
+video (source path, size, content hash, timestamps), creates the feature set
+``<model>/<tokens>`` with its provenance, and fills the chunks not yet written; the completion
+mark comes last. A rerun skips complete videos with the same model and parameters and fills
+only the missing chunks of incomplete ones; a store holding the same feature key with other
+parameters is refused (``overwrite`` replaces). A video that cannot be decoded is reported with
+the reason and does not stop the others. With ``cluster`` the work runs on Dask
+(:mod:`prism_science.distributed`). See docs/extraction.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from prism_science.errors import PrismError, StoreError, VideoError
+from prism_science.features import (
+    feature_key,
+    feature_provenance,
+    iter_video_features,
+    load_encoder,
+    model_feature_shape,
+)
+from prism_science.store import (
+    IDENTITY_FIELDS,
+    FeatureStore,
+    FeatureWriter,
+    describe_params,
+    open_store,
+    video_id_from_path,
+)
+from prism_science.video import IMAGE_EXTENSIONS, content_hash, open_video
+from prism_science.windows import WindowParams
+
+__all__ = [
+    "VIDEO_EXTENSIONS",
+    "ExtractOptions",
+    "ExtractReport",
+    "VideoJob",
+    "VideoSource",
+    "check_store_compatible",
+    "extract_ranges",
+    "find_videos",
+    "prepare_video",
+    "run_extraction",
+]
+
+logger = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".webm", ".wmv",
+                    ".flv", ".ts", ".mts", ".h264")
+"""File endings (lower case) taken from folders when no ``glob`` is given."""
+
+
+@dataclass(frozen=True)
+class VideoSource:
+    """A video to extract: its path, its path relative to the folder given, and its store id."""
+
+    path: Path
+    relative_path: str
+    video_id: str
+
+
+@dataclass(frozen=True)
+class ExtractOptions:
+    """Options of a run (the flags of ``prism-science extract``)."""
+
+    model: str = "default"
+    params: WindowParams = field(default_factory=WindowParams)
+    device: str = "auto"
+    batch_size: int = 8
+    overwrite: bool = False
+    format: str | None = None
+    chunk_frames: int | None = None
+    progress: bool = True
+    threads: int | None = None
+    """Torch threads on CPU; None: one less than the CPU cores (one core decodes), at least 1."""
+
+
+@dataclass
+class ExtractReport:
+    """What a run did: ids extracted and skipped, and ``(path, reason)`` of each failure."""
+
+    store_path: str
+    key: str = ""
+    extracted: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    frames: int = 0
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when no video failed."""
+        return not self.failed
+
+    def summary(self) -> str:
+        """A few human-readable lines."""
+        rate = self.frames / self.seconds if self.seconds > 0 else 0.0
+        lines = [
+            f"{self.store_path} [{self.key}]: {len(self.extracted)} extracted, "
+            f"{len(self.skipped)} already complete, {len(self.failed)} failed; "
+            f"{self.frames} frames in {self.seconds:.1f} s ({rate:.1f} frames/s)"
+        ]
+        lines += [f"FAILED {reason if reason.startswith(path) else f'{path}: {reason}'}"
+                  for path, reason in self.failed]
+        return "\n".join(lines)
+
+
+@dataclass
+class VideoJob:
+    """A video ready to extract: recorded in the store with its feature set created."""
+
+    source: VideoSource
+    n_frames: int
+    chunk_frames: int
+    ranges: list[tuple[int, int]]
+
+    @property
+    def missing_frames(self) -> int:
+        """Frames still to compute."""
+        return sum(stop - start for start, stop in self.ranges)
+
+
+def _is_image_folder(folder: Path) -> bool:
+    return any(p.suffix.lower() in IMAGE_EXTENSIONS for p in folder.iterdir() if p.is_file())
+
+
+def find_videos(
+    paths: Sequence[str | os.PathLike[str]], glob: str | None = None, recursive: bool = False
+) -> tuple[list[VideoSource], list[tuple[str, str]]]:
+    """Expand files and folders into videos.
+
+    Parameters
+    ----------
+    paths : sequence of path
+        Video files, folders of videos, or folders of image frames (one video each).
+    glob : str, optional
+        Pattern for files in folders (e.g. ``"*.mp4"``); default any of
+        :data:`VIDEO_EXTENSIONS`.
+    recursive : bool
+        Search folders' sub-folders too (sub-folders of image frames count as videos).
+
+    Returns
+    -------
+    (list of VideoSource, list of (str, str))
+        The videos, in a stable order, with unique ids; and ``(path, reason)`` for paths that
+        do not exist or hold no video.
+    """
+    found: list[tuple[Path, str]] = []
+    problems: list[tuple[str, str]] = []
+
+    def matches(p: Path) -> bool:
+        if glob is not None:
+            return p.match(glob)
+        return p.suffix.lower() in VIDEO_EXTENSIONS
+
+    for raw in paths:
+        path = Path(raw)
+        if path.is_file():
+            found.append((path, path.name))
+        elif path.is_dir():
+            if _is_image_folder(path):
+                found.append((path, path.name))
+                continue
+            folders = [path, *sorted(p for p in path.rglob("*") if p.is_dir())] if recursive \
+                else [path]
+            before = len(found)
+            for folder in folders:
+                if folder != path and _is_image_folder(folder):
+                    found.append((folder, folder.relative_to(path).as_posix()))
+                    continue
+                for file in sorted(folder.iterdir()):
+                    if file.is_file() and matches(file):
+                        found.append((file, file.relative_to(path).as_posix()))
+            if len(found) == before:
+                what = f"matching {glob!r}" if glob else "with a video extension"
+                problems.append((str(path), f"no video files {what} in this folder"
+                                 + ("" if recursive else " (use --recursive for sub-folders)")))
+        else:
+            problems.append((str(path), "does not exist or cannot be read; check the path"))
+    sources: list[VideoSource] = []
+    seen: dict[str, Path] = {}
+    for path, relative in found:
+        resolved = path.resolve()
+        video_id = video_id_from_path(relative)
+        if video_id in seen:
+            if seen[video_id] == resolved:
+                continue  # the same file given twice
+            suffix = hashlib.sha1(str(resolved).encode()).hexdigest()[:8]
+            video_id = f"{video_id}-{suffix}"
+        seen[video_id] = resolved
+        sources.append(VideoSource(path=path, relative_path=relative, video_id=video_id))
+    return sources, problems
+
+
+def check_store_compatible(
+    store: FeatureStore, key: str, provenance: dict[str, Any], run_ids: Iterable[str],
+    overwrite: bool,
+) -> None:
+    """Refuse a run whose features would mix with other parameters under the same key.
+
+    Raises
+    ------
+    StoreError
+        Some video of the store has ``key`` features whose identity fields differ and
+        ``overwrite`` is False. With ``overwrite``, videos outside this run that differ are
+        only logged (they keep their features).
+    """
+    run_ids = set(run_ids)
+    clashes = []
+    for video_id in store.video_ids():
+        if key not in store.feature_keys(video_id):
+            continue
+        if store.feature_status(video_id, key) == "missing":
+            continue
+        old = store.feature_provenance(video_id, key)
+        if any(old.get(f) != provenance.get(f) for f in IDENTITY_FIELDS):
+            clashes.append((video_id, old))
+    if not clashes:
+        return
+    video_id, old = clashes[0]
+    if not overwrite:
+        raise StoreError(
+            f"{store.path}: holds features {key!r} of {len(clashes)} video(s) (e.g. {video_id!r}) "
+            f"made with {describe_params(old)}; this run uses {describe_params(provenance)}. "
+            "Refusing to mix them: use --overwrite to replace them, or write to another store"
+        )
+    outside = [v for v, _ in clashes if v not in run_ids]
+    if outside:
+        logger.warning("%s: %d video(s) not in this run keep %r features with other parameters "
+                       "(e.g. %s)", store.path, len(outside), key, outside[0])
+
+
+def prepare_video(
+    store: FeatureStore, source: VideoSource, key: str, feature_shape: tuple[int, ...],
+    provenance: dict[str, Any], overwrite: bool = False, chunk_frames: int | None = None,
+) -> VideoJob | None:
+    """Record a video and its feature set in the store; None when it is already complete.
+
+    Raises
+    ------
+    VideoError
+        The video cannot be opened or has no frames.
+    StoreError
+        The store records other content under this id (without ``overwrite``).
+    """
+    with open_video(source.path) as reader:
+        info = reader.info
+    if info.n_frames < 1:
+        raise VideoError(f"{source.path}: has zero frames; nothing to extract")
+    digest = content_hash(source.path)
+    if not overwrite and store.feature_status(source.video_id, key) == "complete":
+        stored = store.video_info(source.video_id)
+        if stored.content_hash == digest and stored.n_frames == info.n_frames:
+            return None
+    size = source.path.stat().st_size if source.path.is_file() else sum(
+        p.stat().st_size for p in source.path.iterdir() if p.is_file())
+    store.put_video(
+        source.video_id, source_path=str(source.path.resolve()),
+        relative_path=source.relative_path, size_bytes=size,
+        content_hash=digest, timestamps=info.timestamps, fps=info.fps,
+        width=info.width, height=info.height, overwrite=overwrite,
+    )
+    cf = store.create_features(source.video_id, key, feature_shape, provenance,
+                               chunk_frames=chunk_frames, overwrite=overwrite)
+    return VideoJob(source=source, n_frames=info.n_frames, chunk_frames=cf,
+                    ranges=store.missing_ranges(source.video_id, key))
+
+
+def extract_ranges(
+    model: Any, store: FeatureStore, video_id: str, source_path: str | os.PathLike[str],
+    key: str, params: WindowParams, ranges: Sequence[tuple[int, int]], batch_size: int = 8,
+    on_frames: Callable[[int], None] | None = None,
+) -> int:
+    """Compute and write the features of chunk-aligned frame ranges of one video.
+
+    Returns
+    -------
+    int
+        Frames written. Each whole chunk is written (and marked done) as soon as it is ready,
+        so an interruption keeps every finished chunk.
+    """
+    written = 0
+    with open_video(source_path) as reader:
+        for start, stop in ranges:
+            writer = FeatureWriter(store, video_id, key, start)
+            for block_start, block_stop, values in iter_video_features(
+                model, reader, params, batch_size=batch_size, frame_range=(start, stop)
+            ):
+                writer.add(block_start, values)
+                if on_frames is not None:
+                    on_frames(block_stop - block_start)
+            writer.close()
+            written += writer.frames_written
+    return written
+
+
+def run_extraction(
+    paths: Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    options: ExtractOptions,
+    *,
+    glob: str | None = None,
+    recursive: bool = False,
+    cluster: str | None = None,
+    cluster_options: dict[str, Any] | None = None,
+) -> ExtractReport:
+    """Extract features of every video under ``paths`` into the store ``out``.
+
+    Parameters
+    ----------
+    paths : sequence of path
+        Files and folders (see :func:`find_videos`).
+    out : path
+        The store (``.h5``/``.hdf5``: HDF5, else Zarr v3; ``options.format`` overrides).
+    options : ExtractOptions
+        Model, window parameters, device, batch size, overwrite.
+    glob, recursive
+        Folder search (see :func:`find_videos`).
+    cluster : str, optional
+        ``local:N``, ``tcp://HOST:PORT`` or ``slurm`` to run on Dask (Zarr stores only).
+    cluster_options : dict, optional
+        Extra options for :func:`prism_science.distributed.run_distributed`.
+
+    Returns
+    -------
+    ExtractReport
+        Per-video outcome; ``report.ok`` is False when some video failed.
+
+    Raises
+    ------
+    PrismError
+        The model cannot be loaded, or the store cannot be opened or would mix parameters.
+    """
+    t0 = time.perf_counter()
+    sources, problems = find_videos(paths, glob=glob, recursive=recursive)
+    device = "cpu" if cluster else options.device
+    model = load_encoder(options.model, device=device)
+    params = options.params
+    params.check(int(model.num_frames))
+    key = feature_key(model, params)
+    provenance = feature_provenance(model, params)
+    shape = model_feature_shape(model, params)
+    report = ExtractReport(store_path=str(out), key=key, failed=list(problems))
+    previous_threads = torch.get_num_threads()
+    if not cluster and next(model.parameters()).device.type == "cpu":
+        # The decode thread needs a core: oversubscribed torch threads slow both down a lot.
+        torch.set_num_threads(options.threads or max(1, (os.cpu_count() or 1) - 1))
+    try:
+        _run(store_path=out, sources=sources, model=model, key=key, provenance=provenance,
+             shape=shape, options=options, report=report, cluster=cluster,
+             cluster_options=cluster_options)
+    finally:
+        torch.set_num_threads(previous_threads)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _run(*, store_path: str | os.PathLike[str], sources: list[VideoSource], model: Any,
+         key: str, provenance: dict[str, Any], shape: tuple[int, ...], options: ExtractOptions,
+         report: ExtractReport, cluster: str | None,
+         cluster_options: dict[str, Any] | None) -> None:
+    out = store_path
+    with open_store(out, "a", format=options.format) as store:
+        if cluster and store.format != "zarr":
+            raise StoreError(
+                f"{out}: HDF5 stores take one writer at a time, so distributed extraction "
+                "(--cluster) needs a Zarr store: use --format zarr or a path without .h5"
+            )
+        check_store_compatible(store, key, provenance, (s.video_id for s in sources),
+                               options.overwrite)
+        jobs: list[VideoJob] = []
+        for source in sources:
+            try:
+                job = prepare_video(store, source, key, shape, provenance,
+                                    overwrite=options.overwrite,
+                                    chunk_frames=options.chunk_frames)
+            except (PrismError, OSError) as exc:
+                report.failed.append((str(source.path), str(exc)))
+                continue
+            if job is None:
+                report.skipped.append(source.video_id)
+                logger.info("%s: features %s complete, skipped", source.video_id, key)
+            else:
+                jobs.append(job)
+        if cluster:
+            from prism_science.distributed import run_distributed
+
+            run_distributed(store, jobs, key, options, report, cluster,
+                            **(cluster_options or {}))
+        else:
+            _run_local(model, store, jobs, key, options, report)
+
+
+def _run_local(model: Any, store: FeatureStore, jobs: list[VideoJob], key: str,
+               options: ExtractOptions, report: ExtractReport) -> None:
+    from tqdm.auto import tqdm
+
+    overall = tqdm(total=sum(j.missing_frames for j in jobs), desc="all videos", unit="frame",
+                   disable=not options.progress, position=0)
+    try:
+        for job in jobs:
+            vid = job.source.video_id
+            bar = tqdm(total=job.missing_frames, desc=vid[-40:], unit="frame", leave=False,
+                       disable=not options.progress, position=1)
+
+            def advance(n: int, bar: Any = bar) -> None:
+                bar.update(n)
+                overall.update(n)
+
+            try:
+                report.frames += extract_ranges(
+                    model, store, vid, job.source.path, key, options.params, job.ranges,
+                    batch_size=options.batch_size, on_frames=advance)
+                store.mark_complete(vid, key)
+                report.extracted.append(vid)
+            except (PrismError, OSError, RuntimeError) as exc:
+                report.failed.append((str(job.source.path), str(exc)))
+                logger.error("%s", exc)
+            finally:
+                bar.close()
+    finally:
+        overall.close()

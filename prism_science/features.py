@@ -1,0 +1,267 @@
+"""One video -> per-frame features, streamed in frame order with bounded memory.
+
+A background thread decodes frames (resized to the model's input size inside PyAV) into a
+bounded queue while the calling thread encodes batches of clips; per-frame features come out as
+``(frame_start, frame_stop, features)`` blocks as soon as every clip touching them has been
+encoded. Memory holds a few decoded chunks, the frames of one batch of clips, and the frames
+still being averaged -- never the whole video. See docs/extraction.md.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import logging
+import platform
+import queue
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from prism_science import __version__
+from prism_science.video import VideoReader
+from prism_science.windows import (
+    FrameAccumulator,
+    WindowParams,
+    feature_shape,
+    plan_windows,
+    pool_tokens,
+    window_range,
+)
+
+__all__ = [
+    "encoder_of",
+    "feature_key",
+    "feature_provenance",
+    "iter_video_features",
+    "load_encoder",
+    "model_feature_shape",
+    "resolve_device",
+]
+
+logger = logging.getLogger(__name__)
+
+# Random initialisations are seeded so that every process (resumed runs, Dask workers) builds
+# the same weights for a registered model that has no weights installed.
+_RANDOM_INIT_SEED = 0
+_DECODE_CHUNK = 16
+_QUEUE_CHUNKS = 4
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``"auto"`` -> ``cuda`` when available, else ``cpu``; other strings as torch reads them."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def load_encoder(name_or_dir: str, device: str | torch.device = "cpu") -> nn.Module:
+    """Load a model for feature extraction, in eval mode on ``device``.
+
+    Registered models without installed weights get a seeded random initialisation (the same
+    in every process) and ``weights_sha256`` is then the sha256 of their tensors, so provenance
+    and resumed runs stay consistent. See :func:`prism_science.load_model` for names.
+    """
+    from prism_science.models import load_model
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_RANDOM_INIT_SEED)
+        model = load_model(name_or_dir)
+    if getattr(model, "weights_sha256", None) is None:
+        digest = hashlib.sha256()
+        for name, tensor in sorted(model.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        model.weights_sha256 = "random-init-" + digest.hexdigest()
+        logger.warning("%s has random weights (seed %d): features carry no learned meaning",
+                       model.name, _RANDOM_INIT_SEED)
+    return model.to(resolve_device(str(device)) if isinstance(device, str) else device).eval()
+
+
+def encoder_of(model: nn.Module) -> nn.Module:
+    """The module that maps (B, T, H, W, 3) video to (B, T*h*w, D) tokens.
+
+    The model itself for a video encoder; the vision encoder of a video-text model; the
+    encoder of a video classifier.
+    """
+    for attribute in ("vision_encoder", "encoder"):
+        inner = getattr(model, attribute, None)
+        if isinstance(inner, nn.Module):
+            return inner
+    return model
+
+
+def _grid(model: nn.Module) -> tuple[int, int]:
+    side = model.image_size // model.patch_size
+    return side, side
+
+
+def model_feature_shape(model: nn.Module, params: WindowParams) -> tuple[int, ...]:
+    """Shape of one frame's feature for this model and token mode."""
+    return feature_shape(params, _grid(model), model.model_dim)
+
+
+def feature_key(model: nn.Module, params: WindowParams) -> str:
+    """Store key of the feature set: ``"<model name>/<token mode>"``, e.g. ``"x/grid2"``."""
+    return f"{model.name}/{params.token_key}"
+
+
+def feature_provenance(model: nn.Module, params: WindowParams) -> dict[str, Any]:
+    """Provenance of features from ``model`` with ``params`` (stored with them).
+
+    The fields named by :data:`prism_science.store.IDENTITY_FIELDS` decide whether two runs'
+    features may be mixed; the rest records when, where and with what they were made.
+    """
+    config = getattr(model, "config", None)
+    return {
+        "model_name": model.name,
+        "weights_sha256": model.weights_sha256,
+        "num_frames": int(model.num_frames),
+        "image_size": int(model.image_size),
+        "patch_size": int(model.patch_size),
+        "model_dim": int(model.model_dim),
+        "window": params.to_dict(),
+        "feature_shape": list(model_feature_shape(model, params)),
+        "model_config": config.to_dict() if hasattr(config, "to_dict") else {},
+        "library_version": __version__,
+        "torch_version": torch.__version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "host": platform.node(),
+    }
+
+
+class _DecodeThread(threading.Thread):
+    """Decodes frames ``start .. stop-1`` into a bounded queue; errors travel through it."""
+
+    _END = object()
+
+    def __init__(self, reader: VideoReader, start: int, stop: int, size: int,
+                 chunk: int, max_chunks: int) -> None:
+        super().__init__(name=f"decode-{reader.path.name}", daemon=True)
+        self.reader, self.start_frame, self.stop_frame = reader, start, stop
+        self.size, self.chunk = size, chunk
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=max_chunks)
+        self.stopping = threading.Event()
+
+    def _put(self, item: Any) -> bool:
+        while not self.stopping.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run(self) -> None:
+        try:
+            for item in self.reader.iter_chunks(self.chunk, self.start_frame, self.stop_frame,
+                                                size=(self.size, self.size)):
+                if not self._put(item):
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises
+            self._put(exc)
+            return
+        self._put(self._END)
+
+    def get(self) -> tuple[int, np.ndarray] | None:
+        item = self.queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        return None if item is self._END else item
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(timeout=5)
+
+
+def iter_video_features(
+    model: nn.Module,
+    reader: VideoReader,
+    params: WindowParams,
+    *,
+    batch_size: int = 8,
+    frame_range: tuple[int, int] | None = None,
+    decode_chunk: int = _DECODE_CHUNK,
+    queue_chunks: int = _QUEUE_CHUNKS,
+) -> Iterator[tuple[int, int, np.ndarray]]:
+    """Stream one video's per-frame features in frame order.
+
+    Parameters
+    ----------
+    model : nn.Module
+        From :func:`load_encoder` (or :func:`prism_science.load_model`); its device is used.
+    reader : VideoReader
+        An open video (:func:`prism_science.video.open_video`).
+    params : WindowParams
+        Window mode, stride, hop, token mode and padding.
+    batch_size : int
+        Clips encoded per forward pass.
+    frame_range : (int, int), optional
+        ``(start, stop)`` frames to produce (stop exclusive); default the whole video. The
+        clips are those of the whole video, so a range equals the same frames of a full pass.
+    decode_chunk, queue_chunks : int
+        Frames per decoded chunk and chunks the decode queue holds (bounds memory).
+
+    Yields
+    ------
+    (int, int, np.ndarray)
+        ``frame_start``, ``frame_stop`` and features (stop - start, *feature_shape) float32,
+        contiguous and in frame order.
+
+    Raises
+    ------
+    VideoError
+        A frame cannot be decoded; the blocks before it have been yielded.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, found {batch_size}")
+    n_frames = reader.info.n_frames
+    start, stop = frame_range if frame_range is not None else (0, n_frames)
+    num_frames = int(model.num_frames)
+    plan = plan_windows(n_frames, num_frames, params)
+    shape = model_feature_shape(model, params)
+    accumulator = FrameAccumulator(plan, start, stop, shape)
+    w0, w1 = window_range(plan, start, stop)
+    needed = plan.decode_indices(slice(w0, w1))
+    decode_lo, decode_hi = int(needed.min()), int(needed.max()) + 1
+    encoder = encoder_of(model)
+    device = next(encoder.parameters()).device
+    grid = _grid(model)
+    decoder = _DecodeThread(reader, decode_lo, decode_hi, int(model.image_size), decode_chunk,
+                            queue_chunks)
+    decoder.start()
+    buffer = np.empty((0, model.image_size, model.image_size, 3), np.uint8)
+    buffer_start = decode_lo
+    try:
+        for w in range(w0, w1, batch_size):
+            wb = min(w + batch_size, w1)
+            indices = plan.decode_indices(slice(w, wb))  # (B, T) frames, padding clamped
+            while buffer_start + buffer.shape[0] <= int(indices.max()):
+                item = decoder.get()
+                if item is None:
+                    raise RuntimeError(f"{reader.path}: decoding ended before frame "
+                                       f"{int(indices.max())}")
+                buffer = np.concatenate([buffer, item[1]]) if buffer.size else item[1]
+            clips = buffer[indices - buffer_start]  # (B, T, S, S, 3) uint8
+            paddings = plan.frame_paddings[w:wb]
+            if params.padding == "zeros":
+                clips[paddings > 0] = 0
+            video = torch.from_numpy(clips).to(device).float().div_(255.0)
+            with torch.inference_mode():
+                tokens = encoder(video, frame_paddings=torch.from_numpy(paddings).to(device))
+                pooled = pool_tokens(tokens, num_frames, grid, params)
+            accumulator.add(w, pooled.float().cpu().numpy())
+            yield from accumulator.pop_ready()
+            if wb < w1:  # drop frames no later clip needs
+                keep_from = int(plan.decode_indices(slice(wb, wb + 1)).min())
+                drop = max(0, keep_from - buffer_start)
+                if drop:
+                    buffer = buffer[drop:]
+                    buffer_start += drop
+        yield from accumulator.pop_ready()
+    finally:
+        decoder.stop()

@@ -1,0 +1,905 @@
+"""The feature store: Zarr v3 (default) or HDF5 behind one logical schema (docs/store.md).
+
+::
+
+    /                                   attrs prism_science = {schema_version, library_version, ...}
+    videos/<video_id>/                  attrs video = {source_path, relative_path, size_bytes,
+                                                       content_hash, n_frames, fps, width, height}
+    videos/<video_id>/timestamps        (N,) float64 seconds of each frame
+    videos/<video_id>/features/<model>/<tokens>/
+        values                          (N, *feature_shape) float32, chunked along frames
+        chunk_done                      (n_chunks,) uint8, 1 once a chunk of values is written
+        attrs                           provenance, chunk_frames, complete (written LAST)
+    videos/<video_id>/<relpath>         arrays and JSON documents of other modules
+    shared/<relpath>                    store-level arrays and JSON documents (video_id=None)
+
+A feature set is written chunk by chunk; each chunk's ``chunk_done`` marker is set after its
+values, and ``complete`` after every marker, so a run killed at any moment leaves a store that a
+rerun completes without losing what was written. ``chunk_done`` has one Zarr chunk per marker,
+so workers writing different chunks of one video never touch the same file. HDF5 files are
+single-writer: the distributed mode needs Zarr.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from prism_science import __version__
+from prism_science.errors import StoreError
+
+__all__ = [
+    "CHUNK_BYTES_LIMIT",
+    "DEFAULT_CHUNK_FRAMES",
+    "IDENTITY_FIELDS",
+    "SCHEMA_VERSION",
+    "FeatureStore",
+    "FeatureWriter",
+    "Features",
+    "StoredVideo",
+    "describe_params",
+    "open_store",
+    "store_format",
+    "video_id_from_path",
+]
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+"""Version of the layout above; a store with another version is refused."""
+DEFAULT_CHUNK_FRAMES = 256
+"""Frames per chunk of a feature array (halved for very large per-frame features)."""
+CHUNK_BYTES_LIMIT = 64 << 20
+"""Largest chunk of feature values, in bytes, before ``chunk_frames`` is halved."""
+IDENTITY_FIELDS = ("model_name", "weights_sha256", "num_frames", "image_size", "window",
+                   "feature_shape")
+"""Provenance fields that must agree for features to be mixed in one feature set."""
+
+_HDF5_SUFFIXES = (".h5", ".hdf5", ".he5")
+_RESERVED = ("features", "timestamps")
+
+
+def store_format(path: str | os.PathLike[str], format: str | None = None) -> str:
+    """``"hdf5"`` for ``.h5``/``.hdf5`` paths (or ``format="hdf5"``), else ``"zarr"``."""
+    if format is not None:
+        if format not in ("zarr", "hdf5"):
+            raise StoreError(f"store format must be 'zarr' or 'hdf5', found {format!r}")
+        return format
+    return "hdf5" if Path(path).suffix.lower() in _HDF5_SUFFIXES else "zarr"
+
+
+def video_id_from_path(relative_path: str | os.PathLike[str]) -> str:
+    """A store-safe id from a video's path relative to the folder it was found in.
+
+    Path separators become ``__``; characters other than letters, digits, ``.``, ``-`` and
+    ``_`` become ``_``. ``"mouse 1/day2.mp4"`` -> ``"mouse_1__day2.mp4"``.
+    """
+    parts = [p for p in Path(relative_path).as_posix().split("/") if p not in ("", ".", "..")]
+    safe = [
+        "".join(ch if ch.isascii() and (ch.isalnum() or ch in ".-_") else "_" for ch in part)
+        for part in parts
+    ]
+    video_id = "__".join(safe).lstrip("._") or "video"
+    return video_id
+
+
+def describe_params(provenance: dict[str, Any]) -> str:
+    """One line naming the model and window parameters of a feature set's provenance."""
+    window = provenance.get("window", {})
+    sha = str(provenance.get("weights_sha256") or "unknown")
+    sha = sha[:24] if sha.startswith("random-init-") else sha[:12]
+    return (
+        f"model {provenance.get('model_name')} (weights {sha}), "
+        f"T={provenance.get('num_frames')}, {provenance.get('image_size')}px, "
+        + ", ".join(f"{k}={v}" for k, v in sorted(window.items()))
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class StoredVideo:
+    """A video's record in the store (see :meth:`FeatureStore.put_video`)."""
+
+    video_id: str
+    source_path: str
+    relative_path: str
+    size_bytes: int
+    content_hash: str
+    n_frames: int
+    fps: float
+    width: int
+    height: int
+    timestamps: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class Features:
+    """A feature set read from the store.
+
+    Attributes
+    ----------
+    values : np.ndarray
+        (N, *feature_shape) float32 (or the requested frame range).
+    provenance : dict
+        Model name, weights sha256, window parameters, library version, time, host.
+    complete : bool
+        Whether the completion mark is set.
+    done_chunks : np.ndarray
+        (n_chunks,) bool, chunks whose values have been written.
+    """
+
+    video_id: str
+    key: str
+    values: np.ndarray
+    provenance: dict[str, Any]
+    complete: bool
+    done_chunks: np.ndarray
+    chunk_frames: int
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+class _ZarrBackend:
+    """Node access by '/'-joined paths on a Zarr v3 group."""
+
+    def __init__(self, path: Path, mode: str) -> None:
+        import zarr
+
+        if path.exists() and not path.is_dir():
+            raise StoreError(
+                f"{path}: is a file, not a Zarr store; give a folder path, or a .h5 path for HDF5"
+            )
+        if (path / ".zgroup").exists() or (path / ".zarray").exists():
+            raise StoreError(
+                f"{path}: is a Zarr v2 store; prism-science writes Zarr v3: use another path"
+            )
+        if mode in ("a", "r+", "r") and path.is_dir() and any(path.iterdir()) and not (
+            path / "zarr.json"
+        ).exists():
+            raise StoreError(
+                f"{path}: is a non-empty folder that is not a Zarr store; give a new path"
+            )
+        if mode in ("r", "r+") and not (path / "zarr.json").exists():
+            raise StoreError(f"{path}: no store there (zarr.json missing); check the path")
+        if mode == "w" and path.exists():
+            shutil.rmtree(path)
+        self.root = zarr.open_group(str(path), mode="a" if mode == "w" else mode, zarr_format=3)
+
+    def node(self, path: str) -> Any:
+        return self.root[path] if path else self.root
+
+    def exists(self, path: str) -> bool:
+        try:
+            self.node(path)
+        except KeyError:
+            return False
+        return True
+
+    def is_group(self, path: str) -> bool:
+        import zarr
+
+        return isinstance(self.node(path), zarr.Group)
+
+    def attrs(self, path: str) -> dict[str, Any]:
+        return dict(self.node(path).attrs)
+
+    def set_attrs(self, path: str, values: dict[str, Any]) -> None:
+        self.node(path).attrs.update(_jsonable(values))
+
+    def groups(self, path: str) -> list[str]:
+        return sorted(self.node(path).group_keys())
+
+    def children(self, path: str) -> list[str]:
+        node = self.node(path)
+        return sorted([*node.group_keys(), *node.array_keys()])
+
+    def require_group(self, path: str) -> None:
+        node = self.root
+        for part in path.split("/"):
+            node = node.require_group(part)
+
+    def create_array(self, path: str, shape: tuple[int, ...], chunks: tuple[int, ...],
+                     dtype: Any, data: np.ndarray | None = None) -> Any:
+        parent, _, name = path.rpartition("/")
+        if parent:
+            self.require_group(parent)
+        group = self.node(parent)
+        if data is not None:
+            return group.create_array(name, data=data, chunks=chunks, overwrite=True)
+        return group.create_array(name, shape=shape, chunks=chunks, dtype=dtype, fill_value=0,
+                                  overwrite=True)
+
+    def delete(self, path: str) -> None:
+        parent, _, name = path.rpartition("/")
+        del self.node(parent)[name]
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _HDF5Backend:
+    """Node access on an HDF5 file; attribute values are stored as JSON strings."""
+
+    def __init__(self, path: Path, mode: str) -> None:
+        import h5py
+
+        if mode in ("r", "r+") and not path.is_file():
+            raise StoreError(f"{path}: no HDF5 store there; check the path")
+        if path.is_dir():
+            raise StoreError(f"{path}: is a folder; an HDF5 store is a file (or use Zarr)")
+        if path.exists() and mode in ("r", "r+", "a") and not h5py.is_hdf5(path):
+            raise StoreError(f"{path}: is not an HDF5 file; give a new path")
+        try:
+            self.file = h5py.File(path, mode)
+        except OSError as exc:
+            raise StoreError(
+                f"{path}: cannot open the HDF5 store in mode {mode!r} ({exc}); HDF5 files take "
+                "one writer at a time: close other programs using it, or use a Zarr store"
+            ) from exc
+
+    def node(self, path: str) -> Any:
+        return self.file[path] if path else self.file
+
+    def exists(self, path: str) -> bool:
+        return not path or path in self.file
+
+    def is_group(self, path: str) -> bool:
+        import h5py
+
+        return isinstance(self.node(path), h5py.Group)
+
+    def attrs(self, path: str) -> dict[str, Any]:
+        out = {}
+        for key, value in self.node(path).attrs.items():
+            text = value.decode() if isinstance(value, bytes) else value
+            out[key] = json.loads(text) if isinstance(text, str) else _jsonable(text)
+        return out
+
+    def set_attrs(self, path: str, values: dict[str, Any]) -> None:
+        attrs = self.node(path).attrs
+        for key, value in values.items():
+            attrs[key] = json.dumps(_jsonable(value))
+
+    def groups(self, path: str) -> list[str]:
+        import h5py
+
+        node = self.node(path)
+        return sorted(k for k in node if isinstance(node[k], h5py.Group))
+
+    def children(self, path: str) -> list[str]:
+        return sorted(self.node(path).keys())
+
+    def require_group(self, path: str) -> None:
+        self.file.require_group(path)
+
+    def create_array(self, path: str, shape: tuple[int, ...], chunks: tuple[int, ...],
+                     dtype: Any, data: np.ndarray | None = None) -> Any:
+        if path in self.file:
+            del self.file[path]
+        # HDF5 chunks may not exceed a fixed-size dataset's shape.
+        shape = data.shape if data is not None else shape
+        chunks = tuple(max(1, min(c, s)) for c, s in zip(chunks, shape, strict=True))
+        if data is not None:
+            return self.file.create_dataset(path, data=data, chunks=chunks or None)
+        return self.file.create_dataset(path, shape=shape, dtype=dtype, chunks=chunks or None,
+                                        fillvalue=0)
+
+    def delete(self, path: str) -> None:
+        del self.file[path]
+
+    def flush(self) -> None:
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class FeatureStore:
+    """A store of videos, their per-frame features, and other modules' arrays and documents.
+
+    Open with :func:`open_store`. Usable as a context manager.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], mode: str = "a",
+                 format: str | None = None) -> None:
+        if mode not in ("r", "r+", "a", "w"):
+            raise StoreError(f"store mode must be one of r, r+, a, w; found {mode!r}")
+        self.path = Path(path)
+        self.mode = mode
+        self.format = store_format(self.path, format)
+        backend = _ZarrBackend if self.format == "zarr" else _HDF5Backend
+        self._b: _ZarrBackend | _HDF5Backend = backend(self.path, mode)
+        try:
+            self._check_schema()
+        except StoreError:
+            self._b.close()
+            raise
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def writable(self) -> bool:
+        """Whether the store was opened for writing."""
+        return self.mode != "r"
+
+    def _check_schema(self) -> None:
+        root = self._b.attrs("")
+        meta = root.get("prism_science")
+        if meta is None:
+            if self._b.children(""):
+                raise StoreError(
+                    f"{self.path}: holds data but no prism_science attributes; it was not written "
+                    "by prism-science: use another path"
+                )
+            if self.writable:
+                self._b.set_attrs("", {"prism_science": {
+                    "schema_version": SCHEMA_VERSION, "library_version": __version__,
+                    "format": self.format}})
+            return
+        found = meta.get("schema_version")
+        if found != SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path}: store schema version {found} (written by prism-science "
+                f"{meta.get('library_version')}), this prism-science {__version__} reads version "
+                f"{SCHEMA_VERSION}; re-extract into a new store, or use the prism-science version "
+                "that wrote it"
+            )
+
+    def _require_writable(self) -> None:
+        if not self.writable:
+            raise StoreError(f"{self.path}: opened read-only; open it with mode='a' to write")
+
+    def close(self) -> None:
+        """Close the underlying file (HDF5); further use is an error."""
+        self._b.close()
+
+    def __enter__(self) -> FeatureStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"FeatureStore({str(self.path)!r}, mode={self.mode!r}, format={self.format!r})"
+
+    # ------------------------------------------------------------------ videos
+    @staticmethod
+    def _video_path(video_id: str) -> str:
+        if not video_id or "/" in video_id or video_id.startswith("__"):
+            raise StoreError(f"invalid video id {video_id!r}; use video_id_from_path(path)")
+        return f"videos/{video_id}"
+
+    def video_ids(self) -> list[str]:
+        """Ids of the videos in the store, sorted."""
+        return self._b.groups("videos") if self._b.exists("videos") else []
+
+    def has_video(self, video_id: str) -> bool:
+        """Whether the store has a record of ``video_id``."""
+        return self._b.exists(self._video_path(video_id))
+
+    def _require_video(self, video_id: str) -> str:
+        path = self._video_path(video_id)
+        if not self._b.exists(path):
+            known = ", ".join(self.video_ids()[:10]) or "none"
+            raise StoreError(f"{self.path}: no video {video_id!r} in the store (videos: {known})")
+        return path
+
+    def video_info(self, video_id: str) -> StoredVideo:
+        """The stored record of a video: source path, size, content hash, frames, timestamps."""
+        path = self._require_video(video_id)
+        meta = self._b.attrs(path).get("video", {})
+        return StoredVideo(
+            video_id=video_id,
+            source_path=meta.get("source_path", ""),
+            relative_path=meta.get("relative_path", ""),
+            size_bytes=int(meta.get("size_bytes", 0)),
+            content_hash=meta.get("content_hash", ""),
+            n_frames=int(meta.get("n_frames", 0)),
+            fps=float(meta.get("fps", 0.0)),
+            width=int(meta.get("width", 0)),
+            height=int(meta.get("height", 0)),
+            timestamps=np.asarray(self._b.node(f"{path}/timestamps")[...], dtype=np.float64),
+        )
+
+    def put_video(
+        self,
+        video_id: str,
+        *,
+        source_path: str,
+        relative_path: str,
+        size_bytes: int,
+        content_hash: str,
+        timestamps: np.ndarray,
+        fps: float,
+        width: int,
+        height: int,
+        overwrite: bool = False,
+    ) -> None:
+        """Record a video (or check that the recorded one is the same content).
+
+        Parameters
+        ----------
+        video_id : str
+            Store-safe id (:func:`video_id_from_path`).
+        timestamps : np.ndarray
+            (N,) float64 seconds of each frame; N is the frame count.
+        overwrite : bool
+            Replace a record of other content (and drop its features) instead of refusing.
+
+        Raises
+        ------
+        StoreError
+            The store records other content under this id and ``overwrite`` is False.
+        """
+        self._require_writable()
+        path = self._video_path(video_id)
+        timestamps = np.asarray(timestamps, dtype=np.float64)
+        if self._b.exists(path) and not self._b.attrs(path).get("video"):
+            self._b.delete(path)  # a record interrupted while being written
+        if self._b.exists(path):
+            old = self._b.attrs(path).get("video", {})
+            same = (old.get("content_hash") == content_hash
+                    and int(old.get("n_frames", -1)) == timestamps.shape[0])
+            if same:
+                self._b.set_attrs(path, {"video": {**old, "source_path": str(source_path)}})
+                return
+            if not overwrite:
+                raise StoreError(
+                    f"{self.path}: video {video_id!r} was stored from {old.get('source_path')} "
+                    f"(content {old.get('content_hash', '?')[:20]}, {old.get('n_frames')} frames) "
+                    f"but {source_path} has content {content_hash[:20]}, {timestamps.shape[0]} "
+                    "frames; use --overwrite to replace it, or another store"
+                )
+            self._b.delete(path)
+        self._b.require_group(path)
+        self._b.create_array(f"{path}/timestamps", (), (max(1, timestamps.shape[0]),), None,
+                             data=timestamps)
+        self._b.set_attrs(path, {"video": {
+            "source_path": str(source_path), "relative_path": str(relative_path),
+            "size_bytes": int(size_bytes), "content_hash": content_hash,
+            "n_frames": int(timestamps.shape[0]), "fps": float(fps),
+            "width": int(width), "height": int(height)}})
+
+    def delete_video(self, video_id: str) -> None:
+        """Remove a video and everything stored under it."""
+        self._require_writable()
+        self._b.delete(self._require_video(video_id))
+
+    # ------------------------------------------------------------------ features
+    def _feature_path(self, video_id: str, key: str) -> str:
+        parts = key.split("/")
+        if len(parts) != 2 or not all(parts):
+            raise StoreError(f"feature key must be '<model>/<tokens>', found {key!r}")
+        return f"{self._video_path(video_id)}/features/{key}"
+
+    def feature_keys(self, video_id: str) -> list[str]:
+        """Feature sets of a video, e.g. ``["prism-tiny-p16-f16-r128/mean"]``."""
+        base = f"{self._require_video(video_id)}/features"
+        if not self._b.exists(base):
+            return []
+        return [f"{m}/{t}" for m in self._b.groups(base) for t in self._b.groups(f"{base}/{m}")]
+
+    def feature_status(self, video_id: str, key: str) -> str:
+        """``"missing"``, ``"incomplete"`` or ``"complete"``."""
+        if not self.has_video(video_id):
+            return "missing"
+        path = self._feature_path(video_id, key)
+        if not self._b.exists(path):
+            return "missing"
+        attrs = self._b.attrs(path)
+        if "chunk_frames" not in attrs:
+            return "missing"
+        return "complete" if attrs.get("complete") else "incomplete"
+
+    def feature_provenance(self, video_id: str, key: str) -> dict[str, Any]:
+        """The provenance dict of a feature set (see :data:`IDENTITY_FIELDS`)."""
+        return self._b.attrs(self._require_features(video_id, key)).get("provenance", {})
+
+    def _require_features(self, video_id: str, key: str) -> str:
+        path = self._feature_path(video_id, key)
+        if not self._b.exists(path) or "chunk_frames" not in self._b.attrs(path):
+            keys = ", ".join(self.feature_keys(video_id)) or "none"
+            raise StoreError(
+                f"{self.path}: video {video_id!r} has no features {key!r} (it has: {keys}); "
+                "run `prism-science extract` for it"
+            )
+        return path
+
+    def create_features(
+        self,
+        video_id: str,
+        key: str,
+        feature_shape: tuple[int, ...],
+        provenance: dict[str, Any],
+        chunk_frames: int | None = None,
+        overwrite: bool = False,
+    ) -> int:
+        """Create an empty feature set (or reuse an existing one with the same identity).
+
+        Parameters
+        ----------
+        video_id, key : str
+            The video (already recorded with :meth:`put_video`) and ``"<model>/<tokens>"``.
+        feature_shape : tuple of int
+            Shape of one frame's feature.
+        provenance : dict
+            Must hold :data:`IDENTITY_FIELDS`; stored as is.
+        chunk_frames : int, optional
+            Frames per chunk; default :data:`DEFAULT_CHUNK_FRAMES`, halved while a chunk would
+            exceed :data:`CHUNK_BYTES_LIMIT`.
+        overwrite : bool
+            Drop an existing feature set (whatever its parameters) and start anew.
+
+        Returns
+        -------
+        int
+            ``chunk_frames`` of the (new or existing) set.
+
+        Raises
+        ------
+        StoreError
+            A feature set with this key but other parameters exists and ``overwrite`` is False.
+        """
+        self._require_writable()
+        n_frames = self.video_info(video_id).n_frames
+        path = self._feature_path(video_id, key)
+        attrs = self._b.attrs(path) if self._b.exists(path) else {}
+        # A set whose attributes were never written was interrupted while being created.
+        if "chunk_frames" in attrs and not overwrite:
+            old = attrs.get("provenance", {})
+            if all(old.get(f) == _jsonable(provenance.get(f)) for f in IDENTITY_FIELDS):
+                return int(attrs["chunk_frames"])
+            raise StoreError(
+                f"{self.path}: video {video_id!r} already has features {key!r} from "
+                f"{describe_params(old)}; refusing to mix them with "
+                f"{describe_params(provenance)}; use --overwrite to replace them, or another "
+                "store"
+            )
+        if chunk_frames is None:
+            frame_bytes = 4 * int(np.prod(feature_shape))
+            chunk_frames = DEFAULT_CHUNK_FRAMES
+            while chunk_frames > 16 and chunk_frames * frame_bytes > CHUNK_BYTES_LIMIT:
+                chunk_frames //= 2
+        n_chunks = -(-n_frames // chunk_frames)
+        if self._b.exists(path):
+            self._b.delete(path)
+        self._b.require_group(path)
+        self._b.create_array(f"{path}/chunk_done", (n_chunks,), (1,), np.uint8)
+        self._b.create_array(f"{path}/values", (n_frames, *feature_shape),
+                             (chunk_frames, *feature_shape), np.float32)
+        # Written last: their presence says the arrays exist.
+        self._b.set_attrs(path, {"provenance": provenance, "chunk_frames": chunk_frames,
+                                 "feature_shape": list(feature_shape), "complete": False})
+        return chunk_frames
+
+    def chunk_frames(self, video_id: str, key: str) -> int:
+        """Frames per chunk of a feature set."""
+        return int(self._b.attrs(self._require_features(video_id, key))["chunk_frames"])
+
+    def done_chunks(self, video_id: str, key: str) -> np.ndarray:
+        """(n_chunks,) bool: chunks whose values have been written."""
+        path = self._require_features(video_id, key)
+        return np.asarray(self._b.node(f"{path}/chunk_done")[...]).astype(bool)
+
+    def missing_ranges(self, video_id: str, key: str) -> list[tuple[int, int]]:
+        """Frame ranges ``(start, stop)`` of runs of chunks not yet written, chunk-aligned."""
+        done = self.done_chunks(video_id, key)
+        cf = self.chunk_frames(video_id, key)
+        n = self.video_info(video_id).n_frames
+        ranges: list[tuple[int, int]] = []
+        for index in np.flatnonzero(~done):
+            start, stop = int(index) * cf, min(n, (int(index) + 1) * cf)
+            if ranges and ranges[-1][1] == start:
+                ranges[-1] = (ranges[-1][0], stop)
+            else:
+                ranges.append((start, stop))
+        return ranges
+
+    def write_chunks(self, video_id: str, key: str, frame_start: int, values: np.ndarray) -> None:
+        """Write whole chunks of values, then their done markers.
+
+        Parameters
+        ----------
+        frame_start : int
+            First frame; a multiple of ``chunk_frames``.
+        values : np.ndarray
+            (n, *feature_shape) float32; ``frame_start + n`` is a multiple of ``chunk_frames``
+            or the video's last frame + 1.
+        """
+        self._require_writable()
+        path = self._require_features(video_id, key)
+        array = self._b.node(f"{path}/values")
+        cf = self.chunk_frames(video_id, key)
+        n_frames = array.shape[0]
+        stop = frame_start + values.shape[0]
+        if frame_start % cf or (stop % cf and stop != n_frames) or stop > n_frames:
+            raise StoreError(
+                f"{self.path}: write of frames {frame_start}..{stop} to {video_id}/{key} is not "
+                f"aligned to whole chunks of {cf} frames (video has {n_frames}); this is a bug"
+            )
+        if tuple(values.shape[1:]) != tuple(array.shape[1:]):
+            raise StoreError(
+                f"{self.path}: features for {video_id}/{key} have shape {values.shape[1:]}, the "
+                f"stored array expects {array.shape[1:]}"
+            )
+        array[frame_start:stop] = values.astype(np.float32, copy=False)
+        done = self._b.node(f"{path}/chunk_done")
+        first, last = frame_start // cf, -(-stop // cf)
+        done[first:last] = np.ones(last - first, dtype=np.uint8)
+        self._b.flush()
+
+    def mark_complete(self, video_id: str, key: str) -> None:
+        """Set the completion mark; refuses while any chunk is missing."""
+        self._require_writable()
+        path = self._require_features(video_id, key)
+        missing = self.missing_ranges(video_id, key)
+        if missing:
+            raise StoreError(
+                f"{self.path}: cannot mark {video_id}/{key} complete, frames {missing[:3]} are "
+                "not written; rerun the extraction to fill them"
+            )
+        self._b.set_attrs(path, {"complete": True})
+        self._b.flush()
+
+    def read_features(
+        self,
+        video_id: str,
+        key: str | None = None,
+        allow_incomplete: bool = False,
+        frames: slice | None = None,
+    ) -> Features:
+        """Read a video's features.
+
+        Parameters
+        ----------
+        video_id : str
+            The video.
+        key : str, optional
+            ``"<model>/<tokens>"``; may be left out when the video has one feature set.
+        allow_incomplete : bool
+            Return an unfinished set (unwritten frames read as zeros; see ``done_chunks``).
+        frames : slice, optional
+            Frame range to read (default all).
+
+        Returns
+        -------
+        Features
+            ``values`` (N, *feature_shape) float32 and ``provenance``.
+
+        Raises
+        ------
+        StoreError
+            No such video or features, several feature sets and no key, or an incomplete set.
+        """
+        if key is None:
+            keys = self.feature_keys(video_id)
+            if len(keys) != 1:
+                raise StoreError(
+                    f"{self.path}: video {video_id!r} has {len(keys)} feature sets "
+                    f"({', '.join(keys) or 'none'}); pass key= to choose one"
+                )
+            key = keys[0]
+        path = self._require_features(video_id, key)
+        attrs = self._b.attrs(path)
+        complete = bool(attrs.get("complete"))
+        if not complete and not allow_incomplete:
+            missing = self.missing_ranges(video_id, key)
+            raise StoreError(
+                f"{self.path}: features {key!r} of video {video_id!r} are incomplete (frames "
+                f"{missing[:3]}{' ...' if len(missing) > 3 else ''} missing, or the run did not "
+                "finish); rerun `prism-science extract` to complete them, or pass "
+                "allow_incomplete=True"
+            )
+        array = self._b.node(f"{path}/values")
+        values = np.asarray(array[frames if frames is not None else slice(None)], np.float32)
+        return Features(video_id=video_id, key=key, values=values,
+                        provenance=attrs.get("provenance", {}), complete=complete,
+                        done_chunks=self.done_chunks(video_id, key),
+                        chunk_frames=int(attrs["chunk_frames"]))
+
+    def delete_features(self, video_id: str, key: str) -> None:
+        """Remove one feature set of a video."""
+        self._require_writable()
+        self._b.delete(self._feature_path(video_id, key))
+
+    # ------------------------------------------------------------------ generic items
+    def _item_path(self, video_id: str | None, relpath: str) -> str:
+        parts = [p for p in relpath.split("/") if p]
+        if not parts or any(p in (".", "..") or p.startswith("__") for p in parts):
+            raise StoreError(f"invalid item path {relpath!r}; use names like 'labels/manual'")
+        if video_id is None:
+            return "shared/" + "/".join(parts)
+        if parts[0] in _RESERVED:
+            raise StoreError(
+                f"item path {relpath!r} starts with reserved name {parts[0]!r}; choose another"
+            )
+        return f"{self._require_video(video_id)}/" + "/".join(parts)
+
+    def has_item(self, video_id: str | None, relpath: str) -> bool:
+        """Whether an array or JSON document exists at ``relpath``."""
+        return self._b.exists(self._item_path(video_id, relpath))
+
+    def list_items(self, video_id: str | None, relpath: str = "") -> list[str]:
+        """Names directly under ``relpath`` (arrays, documents and groups)."""
+        base = ("shared" if video_id is None else self._require_video(video_id))
+        path = f"{base}/{relpath.strip('/')}".rstrip("/")
+        if not self._b.exists(path) or not self._b.is_group(path):
+            return []
+        return [c for c in self._b.children(path) if c not in _RESERVED or video_id is None]
+
+    def write_array(self, video_id: str | None, relpath: str, array: np.ndarray,
+                    attrs: dict[str, Any] | None = None) -> None:
+        """Write (or replace) a numeric array with JSON-able attributes.
+
+        Parameters
+        ----------
+        video_id : str or None
+            The video it belongs to, or None for store-level items (under ``shared/``).
+        relpath : str
+            ``'/'``-separated path, e.g. ``"predictions/probe1"``.
+        array : np.ndarray
+            Any shape; numeric or bool dtype (strings and objects: use :meth:`write_json`).
+        attrs : dict, optional
+            Stored with the array.
+        """
+        self._require_writable()
+        array = np.asarray(array)
+        if array.dtype.kind not in "biuf":
+            raise StoreError(
+                f"write_array({relpath!r}): dtype {array.dtype} is not numeric; store text and "
+                "records with write_json"
+            )
+        path = self._item_path(video_id, relpath)
+        if self._b.exists(path):
+            self._b.delete(path)
+        chunks = tuple(max(1, s) for s in array.shape)
+        if array.ndim:
+            chunks = (max(1, min(array.shape[0], max(1, (16 << 20) // max(1, array[:1].nbytes)))),
+                      *chunks[1:])
+        self._b.create_array(path, array.shape, chunks, array.dtype, data=array)
+        self._b.set_attrs(path, {"kind": "array", "attrs": attrs or {}})
+
+    def read_array(self, video_id: str | None, relpath: str) -> np.ndarray:
+        """Read an array written by :meth:`write_array`."""
+        path = self._item_path(video_id, relpath)
+        if not self._b.exists(path) or self._b.is_group(path):
+            raise StoreError(f"{self.path}: no array at {path!r}")
+        return np.asarray(self._b.node(path)[...])
+
+    def read_array_attrs(self, video_id: str | None, relpath: str) -> dict[str, Any]:
+        """The attributes given to :meth:`write_array`."""
+        path = self._item_path(video_id, relpath)
+        if not self._b.exists(path):
+            raise StoreError(f"{self.path}: no array at {path!r}")
+        return self._b.attrs(path).get("attrs", {})
+
+    def write_json(self, video_id: str | None, relpath: str, obj: Any) -> None:
+        """Write (or replace) a JSON document, stored as UTF-8 bytes in a uint8 array."""
+        self._require_writable()
+        path = self._item_path(video_id, relpath)
+        data = np.frombuffer(json.dumps(_jsonable(obj)).encode("utf-8"), dtype=np.uint8)
+        if self._b.exists(path):
+            self._b.delete(path)
+        self._b.create_array(path, data.shape, (max(1, data.shape[0]),), np.uint8, data=data)
+        self._b.set_attrs(path, {"kind": "json"})
+
+    def read_json(self, video_id: str | None, relpath: str) -> Any:
+        """Read a JSON document written by :meth:`write_json`."""
+        path = self._item_path(video_id, relpath)
+        if not self._b.exists(path) or self._b.attrs(path).get("kind") != "json":
+            raise StoreError(f"{self.path}: no JSON document at {path!r}")
+        return json.loads(np.asarray(self._b.node(path)[...], np.uint8).tobytes().decode())
+
+
+def open_store(path: str | os.PathLike[str], mode: str = "a",
+               format: str | None = None) -> FeatureStore:
+    """Open (or create) a feature store.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        ``.h5`` / ``.hdf5`` -> HDF5 file; anything else -> Zarr v3 folder.
+    mode : str
+        ``"r"`` read-only, ``"r+"`` write an existing store, ``"a"`` create or write,
+        ``"w"`` create anew (deletes an existing store at the path).
+    format : str, optional
+        ``"zarr"`` or ``"hdf5"`` to override the choice by suffix.
+
+    Returns
+    -------
+    FeatureStore
+
+    Raises
+    ------
+    StoreError
+        Missing store in mode r/r+, a path holding something else, or another schema version.
+    """
+    return FeatureStore(path, mode=mode, format=format)
+
+
+class FeatureWriter:
+    """Collects per-frame feature blocks in frame order and writes them as whole chunks.
+
+    Parameters
+    ----------
+    store : FeatureStore
+        An open, writable store.
+    video_id, key : str
+        The feature set (created with :meth:`FeatureStore.create_features`).
+    frame_start : int
+        First frame that will be given; a multiple of the set's ``chunk_frames``.
+
+    Notes
+    -----
+    Memory: one chunk of values.
+    """
+
+    def __init__(self, store: FeatureStore, video_id: str, key: str, frame_start: int) -> None:
+        self.store = store
+        self.video_id = video_id
+        self.key = key
+        self.chunk_frames = store.chunk_frames(video_id, key)
+        self.n_frames = store.video_info(video_id).n_frames
+        if frame_start % self.chunk_frames:
+            raise StoreError(
+                f"feature writer for {video_id}/{key} must start on a chunk boundary of "
+                f"{self.chunk_frames} frames, found {frame_start}"
+            )
+        self._chunk_start = frame_start
+        self._next = frame_start
+        self._buffer: list[np.ndarray] = []
+        self.frames_written = 0
+
+    def add(self, frame_start: int, values: np.ndarray) -> None:
+        """Add features of frames ``frame_start .. frame_start + len(values) - 1``."""
+        if frame_start != self._next:
+            raise StoreError(
+                f"feature blocks for {self.video_id}/{self.key} must come in frame order: "
+                f"expected frame {self._next}, got {frame_start}"
+            )
+        self._next += values.shape[0]
+        self._buffer.append(values)
+        buffered = self._next - self._chunk_start
+        if buffered >= self.chunk_frames or self._next >= self.n_frames:
+            self._flush(whole_chunks_only=True)
+
+    def _flush(self, whole_chunks_only: bool) -> None:
+        if not self._buffer:
+            return
+        data = np.concatenate(self._buffer) if len(self._buffer) > 1 else self._buffer[0]
+        n = data.shape[0]
+        if whole_chunks_only and self._chunk_start + n < self.n_frames:
+            n = (n // self.chunk_frames) * self.chunk_frames
+        if n == 0:
+            return
+        # One chunk per write, so its done marker follows as soon as its values are on disk.
+        for offset in range(0, n, self.chunk_frames):
+            block = data[offset:min(n, offset + self.chunk_frames)]
+            self.store.write_chunks(self.video_id, self.key, self._chunk_start, block)
+            self.frames_written += block.shape[0]
+            self._chunk_start += block.shape[0]
+        self._buffer = [data[n:]] if n < data.shape[0] else []
+
+    def close(self) -> None:
+        """Write what is buffered; it must end on a chunk boundary or the video's end."""
+        self._flush(whole_chunks_only=False)

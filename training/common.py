@@ -1,0 +1,160 @@
+"""Pieces the stages share: weights folders, data sources, tokenizer training, the contrastive
+objective (stage 1 and LiT) and pooled embeddings."""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from prism_science.models.layers import l2_normalize
+from prism_science.models.text import Tokenizer, canonicalize_text
+from prism_training.config import TrainConfig
+from prism_training.data import ClipSource, ManifestEntry, build_cache
+from prism_training.errors import CheckpointError, DataError
+from prism_training.losses import LogitScale, symmetric_infonce
+
+__all__ = [
+    "ContrastiveObjective",
+    "gather_with_grad",
+    "make_clip_source",
+    "pooled_embedding",
+    "resolve_weights",
+    "text_extras",
+    "train_tokenizer",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_weights(path: str | Path, what: str) -> Path:
+    """A weights folder: ``path`` itself when it holds config.json, else ``path/final``.
+
+    Raises
+    ------
+    CheckpointError
+        Neither holds a config.json (``what`` names the role, e.g. "teacher").
+    """
+    path = Path(path)
+    for candidate in (path, path / "final"):
+        if (candidate / "config.json").is_file():
+            return candidate
+    raise CheckpointError(
+        f"{what} {path} is not a weights folder (no config.json in it or in {path / 'final'}); "
+        f"give the final/ folder of a finished run, e.g. runs/default/stage1/final"
+    )
+
+
+def make_clip_source(
+    cfg: TrainConfig, entries: list[ManifestEntry], num_frames: int, size: int
+) -> ClipSource:
+    """Decode ``entries`` into the cache (``cfg.cache_dir`` or ``out_dir/cache``) and wrap them."""
+    cache = cfg.cache_dir or str(Path(cfg.out_dir or ".") / "cache")
+    clips = build_cache(entries, cache, size, cfg.max_bad_fraction)
+    logger.info("%d clips cached at %d px in %s", len(clips), size, cache)
+    return ClipSource(clips, num_frames, size, cfg.frame_stride, cfg.temporal_jitter,
+                      cfg.crop_scale_min, cfg.crop_ratio_max, cfg.allow_flip)
+
+
+def train_tokenizer(captions: list[str], out_path: str | Path, vocab_size: int) -> Path:
+    """Train a SentencePiece (unigram) model on ``captions`` and write it to ``out_path``.
+
+    Captions are canonicalised as the tokenizer will canonicalise them (lower case, punctuation
+    to spaces). Ids: 0 pad, 1 unk, no BOS/EOS (the official text pipeline adds none). The
+    vocabulary may come out smaller than ``vocab_size`` on a small caption set.
+
+    Raises
+    ------
+    DataError
+        No non-empty caption to train on.
+    """
+    import sentencepiece as spm
+
+    texts = [canonicalize_text(c) for c in captions if c.strip()]
+    if not texts:
+        raise DataError("cannot train a tokenizer: every caption is empty")
+    buffer = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts), model_writer=buffer, vocab_size=vocab_size,
+        model_type="unigram", pad_id=0, unk_id=1, bos_id=-1, eos_id=-1,
+        hard_vocab_limit=False, character_coverage=1.0, num_threads=1,
+        minloglevel=2,
+    )
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_bytes(buffer.getvalue())
+    return out_path
+
+
+def text_extras(tokenizer: Tokenizer, captions: list[str]):  # noqa: ANN201 - a closure
+    """Per-sample extras for :class:`StepBatches`: the caption's ``ids`` and ``paddings``."""
+    ids, paddings = tokenizer(captions)
+    ids_np, pad_np = ids.numpy(), paddings.numpy()
+
+    def extras(index: int, rng: np.random.Generator) -> dict[str, Any]:
+        return {"ids": ids_np[index], "paddings": pad_np[index]}
+
+    return extras
+
+
+def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``x`` (b, D) of every rank in rank order (b*world, D); gradients flow back.
+
+    Single-process: ``x`` unchanged.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(x), dim=0)
+
+
+def pooled_embedding(model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """An LvT model's video embedding from (possibly masked) tokens: auxiliary encoder, MAP
+    pooler, L2 norm. tokens (B, L, D) -> (B, D) float."""
+    features = tokens
+    if model.auxiliary_encoder is not None:
+        features = model.auxiliary_encoder(tokens)[0]
+    return l2_normalize(model.contrastive_vision_pooler(features)[:, 0])
+
+
+class ContrastiveObjective(nn.Module):
+    """Video-text symmetric InfoNCE over the global batch (stage 1 and LiT).
+
+    Parameters
+    ----------
+    model : VideoTextModel
+        The LvT model (``encode_video``, ``encode_text``).
+    temperature_init : float
+        Initial temperature.
+    learn_temperature : bool
+        Whether the temperature is trained.
+    """
+
+    def __init__(self, model: nn.Module, temperature_init: float, learn_temperature: bool) -> None:
+        super().__init__()
+        self.model = model
+        self.logit_scale = LogitScale(temperature_init, learn_temperature)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """batch: ``video`` (b, T, S, S, 3) float, ``ids`` (b, L) int64, ``paddings`` (b, L)."""
+        video = gather_with_grad(self.model.encode_video(batch["video"]))
+        text = gather_with_grad(self.model.encode_text(batch["ids"], batch["paddings"]))
+        scale = self.logit_scale()
+        loss, acc = symmetric_infonce(video, text, scale)
+        return {"loss": loss, "acc": acc, "temperature": 1.0 / scale.detach()}
+
+
+def check_lvt(model: nn.Module, source: str) -> None:
+    """Raise :class:`CheckpointError` unless ``model`` is a video-text (LvT) model."""
+    if not hasattr(model, "encode_text") or not hasattr(model, "contrastive_vision_pooler"):
+        raise CheckpointError(
+            f"{source} holds a {getattr(model.config, 'family', type(model).__name__)} model; "
+            "this stage needs a video-text (LvT) model -- use a prism-lvt-* variant"
+        )

@@ -1,0 +1,365 @@
+"""Training configurations: dataclasses, a registry of named configs, checked overrides.
+
+Every config is a dataclass whose docstring gives the command that runs it and the result to
+expect. ``get_config(NAME)`` returns a fresh copy; ``apply_overrides(cfg, ["lr=3e-4", ...])``
+parses each value by the field's type and refuses unknown fields by name. The resolved config is
+written as ``train_config.json`` in the run folder by the engine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prism_training.errors import ConfigError
+
+__all__ = [
+    "LiTConfig",
+    "Stage1Config",
+    "Stage2Config",
+    "TrainConfig",
+    "apply_overrides",
+    "config_from_dict",
+    "config_to_dict",
+    "get_config",
+    "list_configs",
+    "register_config",
+]
+
+RUNS_DIR = Path(__file__).resolve().parents[1] / "runs"
+
+
+@dataclass
+class TrainConfig:
+    """Fields shared by every stage (data, optimisation, checkpointing).
+
+    Not run on its own: see :class:`Stage1Config`, :class:`Stage2Config`, :class:`LiTConfig`.
+    """
+
+    name: str = "base"
+    stage: str = "base"
+    model: str = "prism-lvt-tiny-p16-f16-r128"
+    out_dir: str = ""
+    seed: int = 0
+    # --- data
+    manifest: str = ""
+    video_dir: str = ""
+    cache_dir: str = ""
+    image_size: int = 0  # 0: the model's resolution
+    num_frames: int = 0  # 0: the model's frame count
+    frame_stride: int = 1
+    crop_scale_min: float = 0.6
+    crop_ratio_max: float = 1.33
+    temporal_jitter: bool = True
+    allow_flip: bool = False
+    max_bad_fraction: float = 0.1
+    num_workers: int = 0
+    # --- optimisation
+    batch_size: int = 8
+    accum_steps: int = 1
+    total_steps: int = 1000
+    warmup_steps: int = 50
+    lr: float = 5e-4
+    min_lr: float = 1e-5
+    weight_decay: float = 0.05
+    beta2: float = 0.98
+    grad_clip: float = 1.0
+    max_bad_steps: int = 10
+    amp: bool = True  # bf16 autocast on CUDA only
+    threads: int = 2
+    # --- bookkeeping
+    log_every: int = 10
+    ckpt_every: int = 100
+    progress: bool = True
+    stop_after_steps: int = 0  # >0: stop (checkpointed) after this step, as if killed; for tests
+
+
+@dataclass
+class Stage1Config(TrainConfig):
+    """Stage 1, video-text contrastive training of an LvT model on the synthetic world.
+
+    Command::
+
+        prism-science synth --n-videos 480 --out runs/synth_train --seed 1
+        prism-science pretrain stage1 --config stage1_tiny --out runs/default/stage1
+
+    Expected: the symmetric InfoNCE loss falls from about ln(batch_size) (2.77 for 16) to below
+    1.0 and the retrieval accuracy within a batch (``acc`` in ``log.jsonl``) rises above 0.5;
+    ``final/`` holds an LvT weights folder with ``tokenizer.model``.
+    """
+
+    name: str = "stage1"
+    stage: str = "stage1"
+    image_manifest: str = ""  # optional image-text pairs, joined as one-frame videos
+    image_fraction: float = 0.25  # share of steps drawn from image_manifest when given
+    init_from: str = ""  # weights folder (e.g. a converted LvT checkpoint) to start from
+    tokenizer: str = ""  # existing SentencePiece model; "" trains one on the captions
+    vocab_size: int = 512
+    max_text_len: int = 32
+    temperature_init: float = 0.07
+    learn_temperature: bool = True
+
+
+@dataclass
+class Stage2Config(TrainConfig):
+    """Stage 2, masked video modeling with global-local distillation from a stage-1 teacher.
+
+    Command::
+
+        prism-science pretrain stage2 --config stage2_tiny --out runs/default/stage2 \\
+            --set teacher=runs/default/stage1/final
+
+    Expected: the token distillation loss (1 - cosine to the teacher's tokens of all positions)
+    falls from about 1.0 to below 0.4 and the global loss below 0.2; ``final/`` holds an LvT
+    weights folder whose encoder is the student.
+    """
+
+    name: str = "stage2"
+    stage: str = "stage2"
+    teacher: str = ""  # stage-1 weights folder (or run folder holding final/)
+    init_student_from_teacher: bool = True
+    mask_ratio: float = 0.75
+    token_shuffle: bool = True
+    token_distill: bool = True
+    global_distill: bool = True
+    global_weight: float = 1.0
+    decoder_layers: int = 2
+    decoder_dim: int = 0  # 0: the encoder width
+    decoder_heads: int = 4
+    lr: float = 5e-4
+
+
+@dataclass
+class LiTConfig(TrainConfig):
+    """Stage 3 (LiT): lock a stage-2 video encoder, train the text tower and pooler against it.
+
+    Command::
+
+        prism-science pretrain lit --config lit_tiny --out runs/default/lit \\
+            --set encoder=runs/default/stage2/final
+
+    Expected: InfoNCE loss below 1.0 and in-batch retrieval accuracy above 0.5; the encoder's
+    weights in ``final/`` are bit-identical to the stage-2 ones, so its token features are the
+    stage-2 features, and the model answers text queries.
+    """
+
+    name: str = "lit"
+    stage: str = "lit"
+    encoder: str = ""  # stage-2 weights folder (or run folder holding final/)
+    tokenizer: str = ""  # "" takes the encoder folder's tokenizer.model or trains one
+    reset_heads: bool = False  # re-initialise text tower, auxiliary encoder and pooler
+    vocab_size: int = 512
+    max_text_len: int = 32
+    temperature_init: float = 0.07
+    learn_temperature: bool = True
+
+
+_REGISTRY: dict[str, Callable[[], TrainConfig]] = {}
+
+
+def register_config(name: str) -> Callable[[Callable[[], TrainConfig]], Callable[[], TrainConfig]]:
+    """Register a zero-argument factory returning a fresh config under ``name``."""
+
+    def wrap(factory: Callable[[], TrainConfig]) -> Callable[[], TrainConfig]:
+        _REGISTRY[name] = factory
+        return factory
+
+    return wrap
+
+
+def list_configs() -> list[str]:
+    """Names accepted by :func:`get_config`."""
+    return sorted(_REGISTRY)
+
+
+def get_config(name: str) -> TrainConfig:
+    """Return a fresh copy of the registered config ``name``.
+
+    Raises
+    ------
+    ConfigError
+        ``name`` is not registered (the message lists the registered names).
+    """
+    if name not in _REGISTRY:
+        raise ConfigError(
+            f"config {name!r} is not registered; choose one of {', '.join(list_configs())}"
+        )
+    cfg = _REGISTRY[name]()
+    cfg.name = name
+    return cfg
+
+
+def _field_types(cfg: TrainConfig) -> dict[str, Any]:
+    hints = typing.get_type_hints(type(cfg))
+    return {f.name: hints[f.name] for f in dataclasses.fields(cfg)}
+
+
+def _parse_value(key: str, text: str, kind: Any) -> Any:
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(kind) if a is not type(None)]
+        if text.lower() in ("none", "null", ""):
+            return None
+        kind = args[0]
+    try:
+        if kind is bool:
+            low = text.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(text)
+        if kind is int:
+            return int(float(text)) if "e" in text.lower() else int(text)
+        if kind is float:
+            return float(text)
+        if kind is str:
+            return text
+    except ValueError:
+        raise ConfigError(
+            f"override {key}={text!r}: expected a {kind.__name__} value; "
+            f"write e.g. {key}={'true' if kind is bool else '1'}"
+        ) from None
+    raise ConfigError(f"override {key}: fields of type {kind} cannot be set from the command line")
+
+
+def apply_overrides(cfg: TrainConfig, overrides: Iterable[str]) -> TrainConfig:
+    """Return a copy of ``cfg`` with ``key=value`` overrides applied.
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+        The config to start from (not modified).
+    overrides : iterable of str
+        Each ``field=value``; values are parsed by the field's type (bools: true/false/1/0).
+
+    Raises
+    ------
+    ConfigError
+        An item has no ``=``, names a field the config does not have, or has an unparsable value.
+    """
+    types_ = _field_types(cfg)
+    changes: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form field=value")
+        key, text = item.split("=", 1)
+        key = key.strip()
+        if key not in types_:
+            raise ConfigError(
+                f"override {key!r}: {type(cfg).__name__} has no field {key!r}; "
+                f"known fields: {', '.join(sorted(types_))}"
+            )
+        changes[key] = _parse_value(key, text.strip(), types_[key])
+    return dataclasses.replace(cfg, **changes)
+
+
+def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    """The config as a JSON-ready dict, with its class name under ``"_class"``."""
+    out = dataclasses.asdict(cfg)
+    out["_class"] = type(cfg).__name__
+    return out
+
+
+def config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    """Rebuild a config written by :func:`config_to_dict` (unknown fields refused by name)."""
+    classes = {c.__name__: c for c in (TrainConfig, Stage1Config, Stage2Config, LiTConfig)}
+    data = dict(data)
+    cls_name = data.pop("_class", "TrainConfig")
+    if cls_name not in classes:
+        raise ConfigError(f"config class {cls_name!r} is unknown; expected one of {list(classes)}")
+    cls = classes[cls_name]
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{cls_name} has no field(s) {unknown}; remove them from the config")
+    return cls(**data)
+
+
+def save_config(cfg: TrainConfig, path: str | Path) -> None:
+    """Write the resolved config as JSON to ``path``."""
+    Path(path).write_text(json.dumps(config_to_dict(cfg), indent=2, sort_keys=True) + "\n")
+
+
+# ---------------------------------------------------------------------------- named configs
+_SYNTH_TRAIN = str(RUNS_DIR / "synth_train")
+_CACHE = str(RUNS_DIR / "cache")
+
+
+@register_config("stage1_tiny")
+def _stage1_tiny() -> TrainConfig:
+    return Stage1Config(
+        model="prism-lvt-tiny-p16-f16-r128",
+        manifest=str(RUNS_DIR / "default" / "train_windows.jsonl"),
+        cache_dir=_CACHE,
+        # A quarter of the frames at 4x the stride: the same 1 s of video at a quarter of the
+        # cost (the CPU budget); the captions are about appearance and coarse behavior.
+        num_frames=4,
+        frame_stride=4,
+        batch_size=16,
+        total_steps=60,
+        warmup_steps=6,
+        lr=1e-3,
+        ckpt_every=10,
+        log_every=1,
+    )
+
+
+@register_config("stage2_tiny")
+def _stage2_tiny() -> TrainConfig:
+    return Stage2Config(
+        model="prism-lvt-tiny-p16-f16-r128",
+        video_dir=_SYNTH_TRAIN,
+        cache_dir=_CACHE,
+        teacher=str(RUNS_DIR / "default" / "stage1"),
+        batch_size=16,
+        total_steps=600,
+        warmup_steps=30,
+        lr=5e-4,
+        ckpt_every=25,
+    )
+
+
+@register_config("lit_tiny")
+def _lit_tiny() -> TrainConfig:
+    return LiTConfig(
+        model="prism-lvt-tiny-p16-f16-r128",
+        manifest=_SYNTH_TRAIN + "/manifest.jsonl",
+        cache_dir=_CACHE,
+        encoder=str(RUNS_DIR / "default" / "stage2"),
+        batch_size=16,
+        total_steps=200,
+        warmup_steps=20,
+        lr=1e-3,
+        ckpt_every=25,
+    )
+
+
+@register_config("stage1_test")
+def _stage1_test() -> TrainConfig:
+    return Stage1Config(
+        model="prism-lvt-test-p8-f4-r32", batch_size=4, total_steps=4, warmup_steps=1,
+        vocab_size=64, max_text_len=16, ckpt_every=2, log_every=1, progress=False, threads=1,
+    )
+
+
+@register_config("stage2_test")
+def _stage2_test() -> TrainConfig:
+    return Stage2Config(
+        model="prism-lvt-test-p8-f4-r32", batch_size=4, total_steps=4, warmup_steps=1,
+        decoder_layers=1, decoder_heads=2, ckpt_every=2, log_every=1, progress=False, threads=1,
+    )
+
+
+@register_config("lit_test")
+def _lit_test() -> TrainConfig:
+    return LiTConfig(
+        model="prism-lvt-test-p8-f4-r32", batch_size=4, total_steps=4, warmup_steps=1,
+        vocab_size=64, max_text_len=16, ckpt_every=2, log_every=1, progress=False, threads=1,
+    )

@@ -1,0 +1,101 @@
+"""Losses of the three stages (no losses live inside the models).
+
+* :func:`symmetric_infonce`: video-text contrastive loss over the batch with a learnable
+  temperature (stage 1 and LiT), as CLIP / VideoPrism stage 1.
+* :func:`token_distillation_loss`: stage 2's masked-token distillation, 1 - cosine between the
+  decoder's predictions and the frozen teacher's token embeddings at every position.
+* :func:`global_distillation_loss`: stage 2's global distillation, 1 - cosine between the
+  student's pooled video embedding and the teacher's.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "LogitScale",
+    "global_distillation_loss",
+    "symmetric_infonce",
+    "token_distillation_loss",
+]
+
+
+class LogitScale(nn.Module):
+    """Learnable inverse temperature, stored as a log and clamped to at most 100 (as CLIP).
+
+    Parameters
+    ----------
+    temperature_init : float
+        Initial temperature (0.07 in CLIP).
+    learnable : bool
+        Whether the temperature is trained.
+    """
+
+    def __init__(self, temperature_init: float = 0.07, learnable: bool = True) -> None:
+        super().__init__()
+        value = torch.tensor(math.log(1.0 / temperature_init))
+        if learnable:
+            self.log_scale = nn.Parameter(value)
+        else:
+            self.register_buffer("log_scale", value)
+
+    def forward(self) -> torch.Tensor:
+        """The current scale 1 / temperature (a scalar tensor)."""
+        return self.log_scale.clamp(max=math.log(100.0)).exp()
+
+
+def symmetric_infonce(
+    video_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric InfoNCE: mean of video->text and text->video cross-entropies.
+
+    Parameters
+    ----------
+    video_emb, text_emb : torch.Tensor
+        (B, D) L2-normalised embeddings; row i of each is a positive pair.
+    logit_scale : torch.Tensor
+        Scalar inverse temperature.
+
+    Returns
+    -------
+    loss : torch.Tensor
+        Scalar float32.
+    accuracy : torch.Tensor
+        Scalar, the fraction of rows (both directions) whose positive has the highest logit.
+    """
+    logits = logit_scale * video_emb.float() @ text_emb.float().t()  # (B, B)
+    target = torch.arange(logits.shape[0], device=logits.device)
+    loss = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
+    with torch.no_grad():
+        acc = 0.5 * ((logits.argmax(1) == target).float().mean()
+                     + (logits.argmax(0) == target).float().mean())
+    return loss, acc
+
+
+def token_distillation_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean over tokens of 1 - cosine(prediction, target).
+
+    Parameters
+    ----------
+    prediction : torch.Tensor
+        (B, L, D) the decoder's outputs, one per position of the full token grid.
+    target : torch.Tensor
+        (B, L, D) the teacher's tokens at the same positions (no gradient flows into it).
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar float32 in [0, 2].
+    """
+    cos = F.cosine_similarity(prediction.float(), target.detach().float(), dim=-1)
+    return (1.0 - cos).mean()
+
+
+def global_distillation_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """1 - cosine between pooled embeddings: student (B, D), teacher (B, D) -> scalar float32."""
+    cos = F.cosine_similarity(student.float(), teacher.detach().float(), dim=-1)
+    return (1.0 - cos).mean()
