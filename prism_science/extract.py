@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from prism_science.errors import PrismError, StoreError, VideoError
@@ -34,7 +35,6 @@ from prism_science.features import (
 from prism_science.store import (
     IDENTITY_FIELDS,
     FeatureStore,
-    FeatureWriter,
     describe_params,
     open_store,
     video_id_from_path,
@@ -46,6 +46,7 @@ __all__ = [
     "VIDEO_EXTENSIONS",
     "ExtractOptions",
     "ExtractReport",
+    "FeatureWriter",
     "VideoJob",
     "VideoSource",
     "check_store_compatible",
@@ -130,6 +131,74 @@ class VideoJob:
     def missing_frames(self) -> int:
         """Frames still to compute."""
         return sum(stop - start for start, stop in self.ranges)
+
+
+class FeatureWriter:
+    """Collects per-frame feature blocks in frame order and writes them as whole chunks.
+
+    Parameters
+    ----------
+    store : FeatureStore
+        An open, writable store.
+    video_id, key : str
+        The feature set (created with :meth:`FeatureStore.create_features`).
+    frame_start : int
+        First frame that will be given; a multiple of the set's ``chunk_frames``.
+
+    Notes
+    -----
+    Memory: one chunk of values.
+    """
+
+    def __init__(self, store: FeatureStore, video_id: str, key: str, frame_start: int) -> None:
+        self.store = store
+        self.video_id = video_id
+        self.key = key
+        self.chunk_frames = store.chunk_frames(video_id, key)
+        self.n_frames = store.video_info(video_id).n_frames
+        if frame_start % self.chunk_frames:
+            raise StoreError(
+                f"feature writer for {video_id}/{key} must start on a chunk boundary of "
+                f"{self.chunk_frames} frames, found {frame_start}"
+            )
+        self._chunk_start = frame_start
+        self._next = frame_start
+        self._buffer: list[np.ndarray] = []
+        self.frames_written = 0
+
+    def add(self, frame_start: int, values: np.ndarray) -> None:
+        """Add features of frames ``frame_start .. frame_start + len(values) - 1``."""
+        if frame_start != self._next:
+            raise StoreError(
+                f"feature blocks for {self.video_id}/{self.key} must come in frame order: "
+                f"expected frame {self._next}, got {frame_start}"
+            )
+        self._next += values.shape[0]
+        self._buffer.append(values)
+        buffered = self._next - self._chunk_start
+        if buffered >= self.chunk_frames or self._next >= self.n_frames:
+            self._flush(whole_chunks_only=True)
+
+    def _flush(self, whole_chunks_only: bool) -> None:
+        if not self._buffer:
+            return
+        data = np.concatenate(self._buffer) if len(self._buffer) > 1 else self._buffer[0]
+        n = data.shape[0]
+        if whole_chunks_only and self._chunk_start + n < self.n_frames:
+            n = (n // self.chunk_frames) * self.chunk_frames
+        if n == 0:
+            return
+        # One chunk per write, so its done marker follows as soon as its values are on disk.
+        for offset in range(0, n, self.chunk_frames):
+            block = data[offset:min(n, offset + self.chunk_frames)]
+            self.store.write_chunks(self.video_id, self.key, self._chunk_start, block)
+            self.frames_written += block.shape[0]
+            self._chunk_start += block.shape[0]
+        self._buffer = [data[n:]] if n < data.shape[0] else []
+
+    def close(self) -> None:
+        """Write what is buffered; it must end on a chunk boundary or the video's end."""
+        self._flush(whole_chunks_only=False)
 
 
 def _is_image_folder(folder: Path) -> bool:
@@ -371,11 +440,10 @@ def _run(*, store_path: str | os.PathLike[str], sources: list[VideoSource], mode
          key: str, provenance: dict[str, Any], shape: tuple[int, ...], options: ExtractOptions,
          report: ExtractReport, cluster: str | None,
          cluster_options: dict[str, Any] | None) -> None:
-    out = store_path
-    with open_store(out, "a", format=options.format) as store:
+    with open_store(store_path, "a", format=options.format) as store:
         if cluster and store.format != "zarr":
             raise StoreError(
-                f"{out}: HDF5 stores take one writer at a time, so distributed extraction "
+                f"{store_path}: HDF5 stores take one writer at a time, so distributed extraction "
                 "(--cluster) needs a Zarr store: use --format zarr or a path without .h5"
             )
         check_store_compatible(store, key, provenance, (s.video_id for s in sources),
@@ -386,8 +454,8 @@ def _run(*, store_path: str | os.PathLike[str], sources: list[VideoSource], mode
                 job = prepare_video(store, source, key, shape, provenance,
                                     overwrite=options.overwrite,
                                     chunk_frames=options.chunk_frames)
-            except (PrismError, OSError) as exc:
-                report.failed.append((str(source.path), str(exc)))
+            except Exception as exc:  # noqa: BLE001 - one bad video must not stop the batch
+                report.failed.append((str(source.path), _reason(exc)))
                 continue
             if job is None:
                 report.skipped.append(source.video_id)
@@ -401,6 +469,15 @@ def _run(*, store_path: str | os.PathLike[str], sources: list[VideoSource], mode
                             **(cluster_options or {}))
         else:
             _run_local(model, store, jobs, key, options, report)
+
+
+def _reason(exc: Exception) -> str:
+    """The message of an expected error; type, message and a logged traceback otherwise."""
+    if isinstance(exc, PrismError | OSError):
+        logger.error("%s", exc)
+        return str(exc)
+    logger.error("unexpected %s", type(exc).__name__, exc_info=exc)
+    return f"{type(exc).__name__}: {exc} (unexpected; please report it with the log)"
 
 
 def _run_local(model: Any, store: FeatureStore, jobs: list[VideoJob], key: str,
@@ -425,9 +502,8 @@ def _run_local(model: Any, store: FeatureStore, jobs: list[VideoJob], key: str,
                     batch_size=options.batch_size, on_frames=advance)
                 store.mark_complete(vid, key)
                 report.extracted.append(vid)
-            except (PrismError, OSError, RuntimeError) as exc:
-                report.failed.append((str(job.source.path), str(exc)))
-                logger.error("%s", exc)
+            except Exception as exc:  # noqa: BLE001 - one bad video must not stop the batch
+                report.failed.append((str(job.source.path), _reason(exc)))
             finally:
                 bar.close()
     finally:

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from prism_science import __version__
+from prism_science.errors import PrismError, VideoError
 from prism_science.video import VideoReader
 from prism_science.windows import (
     FrameAccumulator,
@@ -56,7 +57,17 @@ def resolve_device(device: str = "auto") -> torch.device:
     """``"auto"`` -> ``cuda`` when available, else ``cpu``; other strings as torch reads them."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as exc:
+        raise PrismError(f"device {device!r} is not a torch device ({exc}); use auto, cpu, "
+                         "cuda or cuda:N") from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise PrismError(
+            f"device {device!r}: torch {torch.__version__} sees no CUDA device; use --device "
+            "cpu (or auto), or install a CUDA build of torch on a GPU machine"
+        )
+    return resolved
 
 
 def load_encoder(name_or_dir: str, device: str | torch.device = "cpu") -> nn.Module:
@@ -79,7 +90,8 @@ def load_encoder(name_or_dir: str, device: str | torch.device = "cpu") -> nn.Mod
         model.weights_sha256 = "random-init-" + digest.hexdigest()
         logger.warning("%s has random weights (seed %d): features carry no learned meaning",
                        model.name, _RANDOM_INIT_SEED)
-    return model.to(resolve_device(str(device)) if isinstance(device, str) else device).eval()
+    target = resolve_device(device) if isinstance(device, str) else device
+    return model.to(target).eval()
 
 
 def encoder_of(model: nn.Module) -> nn.Module:
@@ -218,7 +230,7 @@ def iter_video_features(
         A frame cannot be decoded; the blocks before it have been yielded.
     """
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, found {batch_size}")
+        raise PrismError(f"batch_size must be >= 1, found {batch_size}")
     n_frames = reader.info.n_frames
     start, stop = frame_range if frame_range is not None else (0, n_frames)
     num_frames = int(model.num_frames)
@@ -243,8 +255,10 @@ def iter_video_features(
             while buffer_start + buffer.shape[0] <= int(indices.max()):
                 item = decoder.get()
                 if item is None:
-                    raise RuntimeError(f"{reader.path}: decoding ended before frame "
-                                       f"{int(indices.max())}")
+                    raise VideoError(
+                        f"{reader.path}: decoding stopped before frame {int(indices.max())} of "
+                        f"{n_frames} indexed; the file may be truncated: re-copy or re-encode it"
+                    )
                 buffer = np.concatenate([buffer, item[1]]) if buffer.size else item[1]
             clips = buffer[indices - buffer_start]  # (B, T, S, S, 3) uint8
             paddings = plan.frame_paddings[w:wb]

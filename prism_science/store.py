@@ -41,7 +41,6 @@ __all__ = [
     "IDENTITY_FIELDS",
     "SCHEMA_VERSION",
     "FeatureStore",
-    "FeatureWriter",
     "Features",
     "StoredVideo",
     "describe_params",
@@ -835,71 +834,3 @@ def open_store(path: str | os.PathLike[str], mode: str = "a",
         Missing store in mode r/r+, a path holding something else, or another schema version.
     """
     return FeatureStore(path, mode=mode, format=format)
-
-
-class FeatureWriter:
-    """Collects per-frame feature blocks in frame order and writes them as whole chunks.
-
-    Parameters
-    ----------
-    store : FeatureStore
-        An open, writable store.
-    video_id, key : str
-        The feature set (created with :meth:`FeatureStore.create_features`).
-    frame_start : int
-        First frame that will be given; a multiple of the set's ``chunk_frames``.
-
-    Notes
-    -----
-    Memory: one chunk of values.
-    """
-
-    def __init__(self, store: FeatureStore, video_id: str, key: str, frame_start: int) -> None:
-        self.store = store
-        self.video_id = video_id
-        self.key = key
-        self.chunk_frames = store.chunk_frames(video_id, key)
-        self.n_frames = store.video_info(video_id).n_frames
-        if frame_start % self.chunk_frames:
-            raise StoreError(
-                f"feature writer for {video_id}/{key} must start on a chunk boundary of "
-                f"{self.chunk_frames} frames, found {frame_start}"
-            )
-        self._chunk_start = frame_start
-        self._next = frame_start
-        self._buffer: list[np.ndarray] = []
-        self.frames_written = 0
-
-    def add(self, frame_start: int, values: np.ndarray) -> None:
-        """Add features of frames ``frame_start .. frame_start + len(values) - 1``."""
-        if frame_start != self._next:
-            raise StoreError(
-                f"feature blocks for {self.video_id}/{self.key} must come in frame order: "
-                f"expected frame {self._next}, got {frame_start}"
-            )
-        self._next += values.shape[0]
-        self._buffer.append(values)
-        buffered = self._next - self._chunk_start
-        if buffered >= self.chunk_frames or self._next >= self.n_frames:
-            self._flush(whole_chunks_only=True)
-
-    def _flush(self, whole_chunks_only: bool) -> None:
-        if not self._buffer:
-            return
-        data = np.concatenate(self._buffer) if len(self._buffer) > 1 else self._buffer[0]
-        n = data.shape[0]
-        if whole_chunks_only and self._chunk_start + n < self.n_frames:
-            n = (n // self.chunk_frames) * self.chunk_frames
-        if n == 0:
-            return
-        # One chunk per write, so its done marker follows as soon as its values are on disk.
-        for offset in range(0, n, self.chunk_frames):
-            block = data[offset:min(n, offset + self.chunk_frames)]
-            self.store.write_chunks(self.video_id, self.key, self._chunk_start, block)
-            self.frames_written += block.shape[0]
-            self._chunk_start += block.shape[0]
-        self._buffer = [data[n:]] if n < data.shape[0] else []
-
-    def close(self) -> None:
-        """Write what is buffered; it must end on a chunk boundary or the video's end."""
-        self._flush(whole_chunks_only=False)

@@ -383,7 +383,7 @@ class _World:
             self._advance(a, 0.0, dt)
         elif b == "groom":
             a.head_yaw = 0.45 * math.sin(2 * math.pi * 4.5 * f * t)
-            a.heading += 0.12 * math.sin(2 * math.pi * 2.0 * f * t) * dt * 6
+            a.heading += 0.7 * math.sin(2 * math.pi * 2.0 * f * t) * dt  # body sway
             a.phase += 2 * math.pi * 5.0 * f * dt  # forelimb strokes
             a.speed = 0.0
         elif b == "walk":
@@ -869,12 +869,14 @@ def generate_dataset(
     *,
     prefix: str = "synth",
     overwrite: bool = False,
+    workers: int = 1,
 ) -> list[Path]:
     """Generate ``n_videos`` clips into ``out_dir`` plus ``manifest.jsonl``.
 
     Clip ``i`` is named ``{prefix}_{i:05d}`` and seeded from (seed, i), so a dataset can be grown
-    or regenerated piecewise. A clip whose ``.json`` (written last) exists with the same seed
-    and size is kept unless ``overwrite``: an interrupted run resumes where it stopped.
+    or regenerated piecewise, and the result does not depend on ``workers``. A clip whose
+    ``.json`` (written last) exists with the same seed and size is kept unless ``overwrite``: an
+    interrupted run resumes where it stopped.
 
     Parameters
     ----------
@@ -884,6 +886,8 @@ def generate_dataset(
     config : SynthConfig, optional
     prefix : str
     overwrite : bool
+    workers : int
+        Processes generating clips in parallel (1: in this process).
 
     Returns
     -------
@@ -895,28 +899,34 @@ def generate_dataset(
         raise SynthError(f"n_videos must be >= 0, found {n_videos}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths: list[Path] = []
-    entries: list[dict[str, object]] = []
-    for i in range(n_videos):
-        name = f"{prefix}_{i:05d}"
-        clip_seed = _clip_seed(seed, i)
-        meta_path = out / f"{name}.json"
-        meta = _existing(meta_path, clip_seed, cfg) if not overwrite else None
-        if meta is None:
-            clip = generate_clip(clip_seed, cfg)
-            write_clip(clip, out, name)
-            caption, n_frames = clip.caption, clip.n_frames
-            logger.info("%s: %d frames, %s", name, n_frames, caption)
-        else:
-            caption, n_frames = str(meta["caption"]), int(meta["n_frames"])
-            logger.debug("%s exists, kept", name)
-        paths.append(out / f"{name}.mp4")
-        entries.append({"path": f"{name}.mp4", "caption": caption, "n_frames": n_frames,
-                        "labels": f"{name}.labels.csv"})
+    jobs = [(out, f"{prefix}_{i:05d}", _clip_seed(seed, i), cfg, overwrite)
+            for i in range(n_videos)]
+    if workers > 1 and n_videos > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            done = list(pool.map(_make_clip, jobs))
+    else:
+        done = [_make_clip(job) for job in jobs]
+    entries = [{"path": f"{name}.mp4", "caption": caption, "n_frames": n_frames,
+                "labels": f"{name}.labels.csv"} for name, caption, n_frames in done]
     tmp = out / "manifest.jsonl.part"
     tmp.write_text("".join(json.dumps(e) + "\n" for e in entries))
     os.replace(tmp, out / "manifest.jsonl")
-    return paths
+    return [out / f"{name}.mp4" for name, _, _ in done]
+
+
+def _make_clip(job: tuple[Path, str, int, SynthConfig, bool]) -> tuple[str, str, int]:
+    """Generate and write one clip unless it exists: (name, caption, n_frames)."""
+    out, name, clip_seed, cfg, overwrite = job
+    meta = None if overwrite else _existing(out / f"{name}.json", clip_seed, cfg)
+    if meta is not None:
+        logger.debug("%s exists, kept", name)
+        return name, str(meta["caption"]), int(meta["n_frames"])
+    clip = generate_clip(clip_seed, cfg)
+    write_clip(clip, out, name)
+    logger.info("%s: %d frames, %s", name, clip.n_frames, clip.caption)
+    return name, clip.caption, clip.n_frames
 
 
 def _existing(meta_path: Path, clip_seed: int, cfg: SynthConfig) -> dict[str, object] | None:

@@ -370,7 +370,6 @@ class VideoReader:
         pts = np.array(sorted(pts_list), dtype=np.int64)
         self._pts = pts
         self._key_pts = sorted(set(key_pts)) or [int(pts[0])]
-        self._time_base = time_base
         timestamps = (pts - pts[0]).astype(np.float64) * float(time_base)
         n = len(pts)
         if n > 1 and pts[-1] > pts[0]:

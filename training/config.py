@@ -304,8 +304,8 @@ def _stage1_tiny() -> TrainConfig:
         frame_stride=4,
         batch_size=16,
         total_steps=60,
-        warmup_steps=6,
-        lr=1e-3,
+        warmup_steps=10,
+        lr=3e-4,  # 1e-3 collapsed the embeddings within 3 steps (loss stuck at ln(batch))
         ckpt_every=10,
         log_every=1,
     )

@@ -77,12 +77,15 @@ def video_layer_data(
     """
     video = LazyVideo(path)
     session = open_session(video, session_path)
+    metadata = dict(metadata or {})
+    if session.features is not None and STORE_KEY not in metadata:
+        metadata[STORE_KEY], metadata[VIDEO_ID_KEY] = str(session.features[0]), session.features[1]
     kwargs = {
         "name": video.path.name,
         "rgb": True,
         "contrast_limits": [0, 255],
         "multiscale": False,
-        "metadata": {SESSION_KEY: session, **(metadata or {})},
+        "metadata": {SESSION_KEY: session, **metadata},
     }
     return video, kwargs, "image"
 

@@ -95,6 +95,8 @@ class EthogramWidget(QWidget):
         layout.addWidget(help_label)
         layout.addStretch(1)
         self._session: Any = None
+        self._counts = ""
+        self.viewer.dims.events.current_step.connect(self._update_status)
         self.link.on_session_changed(self._follow)
         self._follow()
 
@@ -137,19 +139,26 @@ class EthogramWidget(QWidget):
                         item.setText(value)
                     if field == "colour":
                         item.setBackground(QColor(value or "#888888"))
-            opened = ", ".join(
-                f"{name} since frame {start}" for name, start in session.open_bouts.items()
+            self._counts = ", ".join(
+                f"{name}: {int(session.mask(name).sum())} frames"
+                for name in session.behavior_names()
             )
-            counts = ", ".join(
-                f"{name}: {sum(session.mask(name))} frames" for name in session.behavior_names()
-            )
-            self.status.setText(
-                f"frame {current_frame(self.viewer)}"
-                + (f" - recording {opened}" if opened else "")
-                + (f"\n{counts}" if counts else "")
-            )
+            self._update_status()
         finally:
             self._filling = False
+
+    def _update_status(self, event: Any = None) -> None:
+        session = self._session
+        if session is None:
+            return
+        opened = ", ".join(
+            f"{name} since frame {start}" for name, start in session.open_bouts.items()
+        )
+        self.status.setText(
+            f"frame {current_frame(self.viewer)}"
+            + (f" - recording {opened}" if opened else "")
+            + (f"\n{self._counts}" if self._counts else "")
+        )
 
     # ------------------------------------------------------------------ edits
     def _item_changed(self, item: QTableWidgetItem) -> None:

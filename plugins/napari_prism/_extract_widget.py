@@ -194,6 +194,7 @@ class ExtractWidget(QWidget):
             if video_id is not None:
                 layer.metadata[STORE_KEY] = str(store)
                 layer.metadata[VIDEO_ID_KEY] = video_id
+                session.set_features(store, video_id)  # remembered when the video reopens
         message = f"features {result['key']} of {len(result['videos'])} video(s) in {store}"
         for path, reason in result["failed"]:
             notify_error(PrismError(f"{path}: {reason}"), "extraction")

@@ -39,7 +39,18 @@ def link(viewer: napari.Viewer) -> ViewerLink:
     if existing is None:
         existing = ViewerLink(viewer)
         _LINKS[viewer] = existing
+    else:
+        existing.ensure_timeline()
     return existing
+
+
+def _alive(widget: Any) -> bool:
+    """Whether Qt still has the widget (closing a dock deletes it)."""
+    try:
+        widget.objectName()
+    except RuntimeError:
+        return False
+    return True
 
 
 class ViewerLink(QObject):
@@ -50,13 +61,9 @@ class ViewerLink(QObject):
         self._viewer = weakref.ref(viewer)  # the link must not keep a closed viewer alive
         self.layer: Any = None
         self.session: LabelingSession | None = None
-        self.timeline = TimelineWidget()
-        self.dock = viewer.window.add_dock_widget(
-            self.timeline, name="prism timeline", area="bottom"
-        )
         self._bound_keys: list[str] = []
         self._session_listeners: list[Callable[[], None]] = []
-        self.timeline.frameRequested.connect(lambda f: go_to_frame(self.viewer, f))
+        self._dock_timeline()
         viewer.dims.events.current_step.connect(self._on_step)
         viewer.layers.events.inserted.connect(self.refresh)
         viewer.layers.events.removed.connect(self._on_removed)
@@ -75,6 +82,34 @@ class ViewerLink(QObject):
             raise RuntimeError("the napari viewer of this plugin link was closed")
         return viewer
 
+    def _dock_timeline(self) -> None:
+        self._timeline = TimelineWidget()
+        self.dock = self.viewer.window.add_dock_widget(
+            self._timeline, name="prism timeline", area="bottom"
+        )
+        self._timeline.frameRequested.connect(lambda f: go_to_frame(self.viewer, f))
+
+    @property
+    def timeline(self) -> TimelineWidget:
+        """The timeline widget (docked again first if the user closed it)."""
+        self.ensure_timeline()
+        return self._timeline
+
+    def _docked(self) -> bool:
+        if not _alive(self._timeline):
+            return False
+        docked = self.viewer.window.dock_widgets.values()
+        return any(widget is self._timeline for widget in docked)
+
+    def ensure_timeline(self) -> None:
+        """Dock the timeline again if the user closed it."""
+        if not self._docked():
+            if _alive(self._timeline):
+                self._timeline.set_session(None)  # the closed one stops following the session
+            self._dock_timeline()
+            self._timeline.set_session(self.session)
+            self._timeline.set_current_frame(current_frame(self.viewer))
+
     # ------------------------------------------------------------------ session tracking
     def on_session_changed(self, callback: Callable[[], None]) -> None:
         """Call ``callback()`` when another video's session becomes current."""
@@ -90,10 +125,12 @@ class ViewerLink(QObject):
             self.session.unsubscribe(self._on_session_edit)
             self.session.maybe_autosave(force=True)
         self.layer, self.session = layer, session
-        self.timeline.set_session(session)
         if session is not None:
             session.subscribe(self._on_session_edit)
-            self.timeline.set_current_frame(current_frame(self.viewer))
+        if _alive(self._timeline):
+            self._timeline.set_session(session)
+            if session is not None:
+                self._timeline.set_current_frame(current_frame(self.viewer))
         self._bind_keys()
         for callback in list(self._session_listeners):
             callback()
@@ -115,8 +152,8 @@ class ViewerLink(QObject):
             self._bind_keys()
 
     def _on_step(self, event: Any = None) -> None:
-        if self.session is not None:
-            self.timeline.set_current_frame(current_frame(self.viewer))
+        if self.session is not None and _alive(self._timeline):
+            self._timeline.set_current_frame(current_frame(self.viewer))
 
     def autosave(self) -> None:
         """Save the current session if it changed (the timer calls this every second)."""

@@ -107,6 +107,7 @@ def read_store(path: str | list[str]) -> list[LayerData]:
             video = LazyVideo(video_path)
             session = LabelingSession.from_store(store_path, info.video_id,
                                                  timestamps=video.info.timestamps)
+            session.features = (store_path, info.video_id)
         except PrismError as exc:
             notify_error(exc, f"video {info.video_id} of {store_path.name}")
             continue

@@ -86,9 +86,13 @@ class TimelineWidget(QWidget):
         self._on_session_changed()
 
     def _on_session_changed(self) -> None:
-        self.setMinimumHeight(self.sizeHint().height())
-        self.updateGeometry()
-        self.update()
+        try:
+            self.setMinimumHeight(self.sizeHint().height())
+            self.updateGeometry()
+            self.update()
+        except RuntimeError:  # the dock was closed and Qt deleted the widget: stop listening
+            if self.session is not None:
+                self.session.unsubscribe(self._on_session_changed)
 
     def set_current_frame(self, frame: int) -> None:
         """Move the cursor; scrolls the view to keep the frame visible."""

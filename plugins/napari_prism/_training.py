@@ -195,8 +195,12 @@ def train_probe(
                 "precision": float(scores["precision"][k]), "recall": float(scores["recall"][k]),
                 "positives": float((truth[:, k] == 1).sum()),
             }
-        unit = "videos" if len(np.unique(data.groups)) > 1 else "stretches of the video"
-        validation = f"{len(np.unique(groups[val_idx]))} held-out {unit}"
+        held_out = len(np.unique(groups[val_idx]))
+        if len(np.unique(data.groups)) > 1:
+            unit = "video" if held_out == 1 else "videos"
+        else:
+            unit = "stretch of the video" if held_out == 1 else "stretches of the video"
+        validation = f"{held_out} held-out {unit}"
     probe = make_probe(kind, random_state=random_state, **params)
     probe.fit(data.X, data.y, groups=groups, behavior_names=data.behaviors,
               feature_provenance=data.provenance)

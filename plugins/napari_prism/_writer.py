@@ -57,7 +57,8 @@ def export_session(
         sources = (*SOURCES, *session.predictions)
     video_id = Path(session.video_path).stem if session.video_path else None
     table = session.to_table(sources, video_id=video_id, fully_labeled=fully_labeled)
-    if not table.segments:
+    is_nwb = (format or "").lower() == "nwb" or Path(path).suffix.lower() == ".nwb"
+    if not table.segments and is_nwb:
         # Spell out "only the bouts' frames are labeled" as one segment per bout and behavior:
         # the same meaning, and the NWB writer needs at least one labeled segment.
         table = replace(table, segments=[

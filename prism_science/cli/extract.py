@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from prism_science.windows import PADDING_MODES, TOKEN_MODES, WINDOW_MODES
@@ -70,6 +71,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r = p.add_argument_group("running")
     r.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda or cuda:N")
     r.add_argument("--batch-size", type=_positive, default=8, help="clips per forward pass")
+    r.add_argument("--threads", type=_positive, default=None,
+                   help="torch threads on CPU (default: CPU cores - 1, one core decodes)")
     r.add_argument("--glob", default=None,
                    help='pattern of files taken from folders, e.g. "*.mp4" (default: any video '
                    "extension)")
@@ -104,13 +107,17 @@ def run(args: argparse.Namespace) -> int:
     from prism_science.extract import ExtractOptions, run_extraction
     from prism_science.windows import WindowParams
 
+    if args.cluster and not getattr(args, "verbose", False):
+        # Dask logs every worker start and stop at INFO; keep the output to our progress.
+        for name in ("distributed", "dask_jobqueue"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     try:
         params = WindowParams(mode=args.window, stride=args.stride, hop=args.hop,
                               tokens=args.tokens, grid=args.grid, padding=args.padding)
         options = ExtractOptions(
             model=args.model, params=params, device=args.device, batch_size=args.batch_size,
             overwrite=args.overwrite, format=args.format, chunk_frames=args.chunk_frames,
-            progress=not args.no_progress,
+            progress=not args.no_progress, threads=args.threads,
         )
         cluster_options = {
             "workers_per_gpu": args.workers_per_gpu,

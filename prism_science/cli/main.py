@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "prism_science.cli.labels",
     "prism_science.cli.pretrain",
     "prism_science.cli.probe",
+    "prism_science.cli.demo",
     "prism_science.cli.gui",
 )
 

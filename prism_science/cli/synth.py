@@ -59,6 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="h264 quality range, e.g. 23 or 18-32 (default 18-32)")
     parser.add_argument("--prefix", default="synth", help="clip name prefix (default synth)")
     parser.add_argument("--overwrite", action="store_true", help="regenerate existing clips")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes generating clips in parallel (default 1)")
     parser.set_defaults(func=run)
 
 
@@ -75,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
         )
         start = time.perf_counter()
         paths = generate_dataset(args.out, args.n_videos, args.seed, config,
-                                 prefix=args.prefix, overwrite=args.overwrite)
+                                 prefix=args.prefix, overwrite=args.overwrite,
+                                 workers=args.workers)
     except PrismError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -171,12 +171,23 @@ class DotProductAttention(nn.Module):
         mask: torch.Tensor | None,
     ) -> torch.Tensor:
         """Official attention: scaled logits, soft cap, mask, float32 softmax. (B, N, T, H) out."""
-        if scale != 1.0:
-            q = q * scale
-        logits = torch.matmul(q, k.transpose(-1, -2))
-        if self.atten_logit_cap > 0.0:
-            cap = self.atten_logit_cap
-            logits = cap * torch.tanh(logits / cap)
+        cap = self.atten_logit_cap
+        # The 1/sqrt(head_dim) and 1/cap factors are applied to the logits in the matmul
+        # (the official code scales q, then divides the logits by cap: same up to rounding).
+        alpha = scale / cap if cap > 0.0 else scale
+        b, n, t, h = q.shape
+        logits = torch.baddbmm(
+            q.new_empty(()).expand(b * n, t, k.shape[2]),
+            q.reshape(b * n, t, h),
+            k.reshape(b * n, -1, h).transpose(1, 2),
+            beta=0.0,
+            alpha=alpha,
+        ).view(b, n, t, -1)
+        if cap > 0.0:
+            if torch.is_grad_enabled():
+                logits = torch.tanh(logits) * cap
+            else:  # in place: saves two passes over the (B, N, T, S) logits at inference
+                logits = logits.tanh_().mul_(cap)
         # Attention softmax is always carried out in float32 (official comment and code).
         logits = logits.float()
         if mask is not None:
@@ -248,7 +259,12 @@ class DotProductAttention(nn.Module):
         else:
             scale = self.dim_per_head**-0.5
         if self.implementation == "fast":
-            attn_mask = None if mask is None else ~mask
+            attn_mask = None
+            if mask is not None:
+                # An additive mask of large finite negatives, like the exact path: a row whose
+                # keys are all masked (a padded frame) then averages all values, as officially.
+                attn_mask = torch.zeros(mask.shape, dtype=q.dtype, device=q.device).masked_fill(
+                    mask, 0.7 * torch.finfo(q.dtype).min)
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=scale)
         elif self.implementation == "flex":
             out = self._flex(q, k, v, scale, mask)

@@ -39,9 +39,10 @@ _LVT_LARGE = VideoTextConfig(**_V1_LARGE.to_dict(), num_auxiliary_layers=2,
                              vocabulary_size=32_000, num_unimodal_layers=12)
 
 # CPU variants: widths chosen by measuring frames/s on a 2-core machine (docs/models.md).
+# They use no logit cap, so the fused SDPA path ("fast") computes exactly their semantics.
 _TINY = VideoEncoderConfig(
     patch_size=16, num_frames=16, image_size=128, model_dim=192, num_spatial_layers=4,
-    num_temporal_layers=2, num_heads=3, mlp_dim=768, atten_logit_cap=50.0,
+    num_temporal_layers=2, num_heads=3, mlp_dim=768, atten_logit_cap=0.0, attention="fast",
 )
 _SMALL = dataclasses.replace(
     _TINY, image_size=160, model_dim=384, num_spatial_layers=8, num_heads=6, mlp_dim=1536

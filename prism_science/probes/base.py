@@ -110,9 +110,8 @@ class Standardize(nn.Module):
 
     def set_statistics(self, features: torch.Tensor) -> None:
         """Set mean and scale from ``features`` of shape ``(M, n_features)``."""
-        features = features.double()
-        self.mean.copy_(features.mean(0).float())
-        std = features.std(0, unbiased=False).float()
+        std, mean = torch.std_mean(features.float(), dim=0, unbiased=False)
+        self.mean.copy_(mean)
         self.scale.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -490,7 +489,10 @@ class BaseProbe(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             module = self._build_module(self.n_features_in_, self._n_outputs())
-            self._train(module, units, train_idx, val_idx, generator)
+            if getattr(self, "solver", "adam") == "lbfgs":
+                self._train_lbfgs(module, units, train_idx)
+            else:
+                self._train(module, units, train_idx, val_idx, generator)
         self.module_ = module
         self.thresholds_ = self._tune_thresholds(units, val_idx)
         logger.info(

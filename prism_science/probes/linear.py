@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import numpy as np
+import torch
 from torch import nn
 
-from prism_science.probes.base import BaseProbe, Standardize
+from prism_science.errors import ProbeError
+from prism_science.probes.base import BaseProbe, Standardize, TrainingUnits
 
 
 class _LinearModule(nn.Module):
@@ -23,10 +27,14 @@ class LinearProbe(BaseProbe):
     """Logistic regression on per-frame features, softmax (multi-class) or sigmoid (multi-label).
 
     Input ``X`` is ``(N, D)`` float. Features are standardised with training statistics (kept in
-    the saved probe). Trained with AdamW on mini-batches; L2 regularisation via ``weight_decay``.
+    the saved probe).
 
     Parameters
     ----------
+    solver : {"lbfgs", "adam"}
+        ``"lbfgs"`` (default): full-batch L-BFGS to the optimum of the L2-regularised loss
+        (deterministic, fast on 100k frames; ``max_epochs`` = iterations, early stopping not
+        used). ``"adam"``: mini-batch AdamW with early stopping, like the other probes.
     class_weight : None, "balanced" or dict
         Multi-class: weight per class (``"balanced"`` = n / (n_classes * count)). Multi-label:
         weight of the positive frames of each behavior (``"balanced"`` = negatives / positives,
@@ -34,11 +42,12 @@ class LinearProbe(BaseProbe):
     focal_gamma : float
         Focal-loss exponent; 0 = plain cross-entropy. 2 helps rare behaviors.
     learning_rate, weight_decay : float
-        AdamW settings.
+        AdamW learning rate and weight decay; ``weight_decay`` is also the L2 penalty
+        (coefficient of ``0.5 * ||W||^2`` added to the mean loss) of the L-BFGS solver.
     batch_size : int
         Samples per step.
     max_epochs : int
-        Upper bound on passes over the training data.
+        Upper bound on passes over the training data (L-BFGS: on iterations).
     early_stopping : bool
         Stop when the validation loss (held-out videos, see ``fit(groups=...)``) has not improved
         by ``tol`` for ``n_iter_no_change`` epochs and keep the best weights. Without a
@@ -72,6 +81,7 @@ class LinearProbe(BaseProbe):
     def __init__(
         self,
         *,
+        solver: str = "lbfgs",
         class_weight: Any = None,
         focal_gamma: float = 0.0,
         learning_rate: float = 1e-2,
@@ -85,6 +95,7 @@ class LinearProbe(BaseProbe):
         tune_thresholds: bool = True,
         random_state: Any = None,
     ) -> None:
+        self.solver = solver
         self.class_weight = class_weight
         self.focal_gamma = focal_gamma
         self.learning_rate = learning_rate
@@ -99,4 +110,42 @@ class LinearProbe(BaseProbe):
         self.random_state = random_state
 
     def _build_module(self, n_features: int, n_outputs: int) -> nn.Module:
+        if self.solver not in ("lbfgs", "adam"):
+            raise ProbeError(f"solver must be 'lbfgs' or 'adam', found {self.solver!r}.")
         return _LinearModule(n_features, n_outputs)
+
+    def _train_lbfgs(
+        self, module: nn.Module, units: TrainingUnits, train_idx: np.ndarray
+    ) -> None:
+        """Full-batch L-BFGS on the training units (deterministic; no early stopping needed:
+        ``weight_decay`` is an L2 penalty on the weights, as in logistic regression)."""
+        self._init_standardize(module, units.inputs[train_idx])
+        self.module_ = module
+        sel = torch.from_numpy(train_idx)
+        with torch.no_grad():  # standardise once: every L-BFGS evaluation sees the full batch
+            inputs = module.standardize(units.inputs[sel])
+        targets, weights = units.targets[sel], units.weights[sel]
+        head = module.head
+        penalized = [head.weight]
+        optimizer = torch.optim.LBFGS(
+            head.parameters(), lr=1.0, max_iter=int(self.max_epochs), history_size=20,
+            tolerance_grad=1e-7, tolerance_change=float(self.tol) * 1e-3,
+            line_search_fn="strong_wolfe",
+        )
+        self.loss_curve_ = []
+        self.validation_scores_ = []
+
+        def closure() -> torch.Tensor:
+            optimizer.zero_grad(set_to_none=True)
+            loss, _ = self._loss(head(inputs), targets, weights)
+            loss = loss + 0.5 * float(self.weight_decay) * sum((p * p).sum() for p in penalized)
+            loss.backward()
+            self.loss_curve_.append(loss.item())
+            return loss
+
+        module.train()
+        optimizer.step(closure)
+        module.eval()
+        state = optimizer.state[head.weight]
+        self.n_epochs_ = self.n_iter_ = int(state.get("n_iter", 0))
+        self.best_loss_ = self.loss_curve_[-1] if self.loss_curve_ else math.inf

@@ -20,11 +20,23 @@ def _pair(name, implementation, **overrides):
     return exact, other
 
 
-def test_fast_equals_exact_without_cap():
+def test_fast_equals_exact_without_cap_padded_frames_included():
     exact, fast = _pair("prism-test-p8-f4-r32", "fast", atten_logit_cap=0.0)
     video = torch.rand(2, 4, 32, 32, 3)
+    paddings = torch.tensor([[0.0, 0.0, 0.0, 1.0], [0.0, 1.0, 1.0, 1.0]])
     with torch.no_grad():
         torch.testing.assert_close(fast(video), exact(video), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(fast(video, paddings), exact(video, paddings),
+                                   atol=1e-5, rtol=1e-5)
+
+
+def test_cpu_variants_use_the_fused_path_without_cap():
+    from prism_science.models import get_config
+
+    for name in ("prism-tiny-p16-f16-r128", "prism-small-p16-f16-r160",
+                 "prism-lvt-tiny-p16-f16-r128"):
+        config = get_config(name)
+        assert config.attention == "fast" and config.atten_logit_cap == 0.0
 
 
 def test_fast_text_tower_with_causal_and_padding_mask():

@@ -11,7 +11,8 @@ import sentencepiece as spm
 from napari_prism._link import link
 from prism_science.errors import PrismError
 
-WORDS = "mouse grooming walking resting chasing the a on in animal two".split()
+WORDS = ("mouse", "grooming", "walking", "resting", "chasing", "the", "a", "on", "in",
+         "animal", "two")
 
 
 @pytest.fixture(scope="module")

@@ -85,3 +85,18 @@ def test_timeline_syncs_with_slider_zooms_and_drags(make_napari_viewer, qtbot, v
     assert timeline.sizeHint().height() > height
     QApplication.processEvents()
     assert grab(timeline).std() > 10
+
+
+def test_closing_the_timeline_dock_is_safe_and_it_comes_back(make_napari_viewer, video):
+    viewer = make_napari_viewer()
+    viewer.open(str(video), plugin="prism-science")
+    lk = link(viewer)
+    session = lk.session
+    session.add_behavior("walk")
+    viewer.window.remove_dock_widget(lk.dock)
+    QApplication.processEvents()
+    session.set_range("walk", 1, 4)  # no error from the closed timeline
+    go_to_frame(viewer, 7)
+    timeline = link(viewer).timeline  # opening a plugin widget docks it again
+    assert timeline.session is session and timeline.current_frame == 7
+    assert any("prism timeline" in name for name in viewer.window.dock_widgets)

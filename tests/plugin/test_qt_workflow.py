@@ -72,11 +72,13 @@ def test_label_train_predict_save_reopen(make_napari_viewer, qtbot, video, tmp_p
     other = LinearProbe(max_epochs=2).fit(np.random.default_rng(0).normal(size=(40, 7)),
                                           np.repeat([[1, 0], [0, 1]], 20, axis=0),
                                           behavior_names=["a", "b"])
+    trained = probe.probe
     probe.load(save_probe(other, tmp_path / "other_probe"))
     probe.predict_current()
     qtbot.waitUntil(lambda: not probe.task.running, timeout=60_000)
     assert isinstance(probe.task.last_error, ProbeError)
     assert list(session.predictions) == ["probe"]
+    probe.probe, probe.probe_key = trained, f"{MODEL}/mean"
 
     # save, export, and reopen the video: labels and predictions are identical
     _, io = viewer.window.add_plugin_dock_widget("prism-science", "Save and export labels")
@@ -96,3 +98,21 @@ def test_label_train_predict_save_reopen(make_napari_viewer, qtbot, video, tmp_p
         np.testing.assert_array_equal(again.mask(name), mask)
     np.testing.assert_array_equal(again.predictions["probe"].proba, proba)
     assert again.bouts("probe") == session.bouts("probe")
+
+    # the reopened video remembers its features: predict the whole store into the store
+    assert viewer.layers[0].metadata[STORE_KEY] == str(store)
+    probe.predict_store()
+    qtbot.waitUntil(lambda: not probe.task.running, timeout=60_000)
+    assert probe.task.last_error is None, probe.task.last_error
+
+    # open the store: the video comes with the predictions; edits autosave into the store
+    viewer.layers.clear()
+    viewer.open(str(store), plugin="prism-science")
+    from_store = link(viewer).session
+    assert from_store.store is not None and from_store.store[0] == store
+    np.testing.assert_array_equal(from_store.predictions["probe"].proba, proba)
+    from_store.set_range("walk", 3, 9)
+    link(viewer).autosave()
+    viewer.layers.clear()
+    viewer.open(str(store), plugin="prism-science")
+    assert [(b.start_frame, b.end_frame) for b in link(viewer).session.bouts()] == [(3, 9)]

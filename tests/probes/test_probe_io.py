@@ -71,7 +71,7 @@ def test_probe_refuses_features_of_another_model(planted):
     probe = LinearProbe(max_epochs=3, random_state=0).fit(X, y, feature_provenance=PROVENANCE)
     probe.check_features(dict(PROVENANCE, created="later", host="elsewhere"))
     other = dict(PROVENANCE, model_name="videoprism-v1-base-p18-f16-r288", weights_sha256="b" * 64)
-    with pytest.raises(ProbeError, match=r"re-extract with --model prism-test-p8-f4-r32"):
+    with pytest.raises(ProbeError, match=r"Re-extract with --model prism-test-p8-f4-r32"):
         probe.check_features(other)
     grid = dict(PROVENANCE, window=dict(PROVENANCE["window"], tokens="grid", grid=2))
     with pytest.raises(ProbeError, match="token_mode"):

@@ -148,6 +148,12 @@ def test_option_errors(video_folder, tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         _extract(video_folder, "--out", tmp_path / "z.zarr", "--device", "gpu")
+    import torch
+
+    if not torch.cuda.is_available():
+        capsys.readouterr()
+        assert _extract(video_folder, "--out", tmp_path / "z.zarr", "--device", "cuda") == 2
+        assert "sees no CUDA device" in capsys.readouterr().err
 
 
 def test_decode_failure_keeps_written_chunks_and_names_the_frame(video_folder, monkeypatch,
@@ -184,3 +190,32 @@ def test_truncated_container_extracts_the_decodable_frames(tmp_path):
     assert _extract(video, "--out", out) == 0
     values = _values(out, "v.mkv")
     assert 0 < values.shape[0] < 60 and np.isfinite(values).all()
+
+
+def test_find_videos_globs_recursion_and_image_folders(tmp_path):
+    from PIL import Image
+
+    from prism_science.extract import find_videos
+
+    root = tmp_path / "data"
+    (root / "day1").mkdir(parents=True)
+    (root / "day2").mkdir()
+    (root / "frames").mkdir()
+    for rel in ("x.mp4", "y.avi", "notes.txt", "day1/x.mp4", "day2/z.mp4"):
+        (root / rel).write_bytes(b"")
+    for i in range(6):
+        Image.new("RGB", (40, 32), (i * 40, 0, 0)).save(root / "frames" / f"img{i}.png")
+    sources, problems = find_videos([root])
+    assert [s.relative_path for s in sources] == ["x.mp4", "y.avi"] and not problems
+    sources, _ = find_videos([root], glob="*.mp4", recursive=True)
+    assert [s.video_id for s in sources] == ["x.mp4", "day1__x.mp4", "day2__z.mp4", "frames"]
+    # The same name from two places gets distinct ids; the same file twice is taken once.
+    sources, _ = find_videos([root / "x.mp4", root / "day1" / "x.mp4", root / "x.mp4"])
+    assert len(sources) == 2 and sources[0].video_id == "x.mp4"
+    assert sources[1].video_id.startswith("x.mp4-")
+    _, problems = find_videos([root / "day1", tmp_path / "nope"], glob="*.avi")
+    assert [p for p, _ in problems] == [str(root / "day1"), str(tmp_path / "nope")]
+    # A folder of image frames is one video.
+    out = tmp_path / "f.zarr"
+    assert _extract(root / "frames", "--out", out) == 0
+    assert _values(out, "frames").shape == (6, 32)

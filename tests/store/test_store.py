@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from prism_science.errors import StoreError
+from prism_science.extract import FeatureWriter
 from prism_science.store import (
     SCHEMA_VERSION,
-    FeatureWriter,
     open_store,
     store_format,
     video_id_from_path,

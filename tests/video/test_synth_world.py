@@ -139,6 +139,14 @@ def test_dataset_files_decode_to_stated_frames(tmp_path: Path) -> None:
             np.testing.assert_array_equal(frames, ids)
 
 
+def test_parallel_workers_write_the_same_files(tmp_path: Path) -> None:
+    config = SynthConfig(size=(64, 64), fps=10.0, seconds=(1.0, 1.5))
+    generate_dataset(tmp_path / "one", 3, seed=2, config=config)
+    generate_dataset(tmp_path / "two", 3, seed=2, config=config, workers=2)
+    for name in ("manifest.jsonl", "synth_00002.json", "synth_00001.labels.csv"):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+
+
 def test_rerun_keeps_existing_clips(tmp_path: Path) -> None:
     generate_dataset(tmp_path, 1, seed=0, config=SMALL)
     video = tmp_path / "synth_00000.mp4"

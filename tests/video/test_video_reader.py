@@ -85,6 +85,15 @@ def test_random_access_equals_sequential_decoding(bframes_video: Path) -> None:
         np.testing.assert_array_equal(reader.get_frame(-1), truth[-1])
 
 
+def test_single_gop_b_pyramid_random_access(tmp_path: Path) -> None:
+    """One keyframe for the whole video (GOP longer than the video), B-frame pyramid."""
+    path = _write(tmp_path / "longgop.mp4", 60, gop=300, bframes=4)
+    truth = _sequential(path)
+    with open_video(path, cache_size=4) as reader:
+        for i in [59, 1, 33, 32, 58, 0, 45]:
+            np.testing.assert_array_equal(reader.get_frame(i), truth[i], err_msg=f"frame {i}")
+
+
 def test_sequential_access_does_not_seek_and_cache_serves_scrubbing(bframes_video: Path) -> None:
     with open_video(bframes_video, cache_size=16) as reader:
         for i in range(40):

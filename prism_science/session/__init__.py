@@ -1,0 +1,49 @@
+"""A labeling session: the Qt-free logic behind the napari plugin.
+
+A :class:`LabelingSession` holds, for one video, the behaviors being labeled (name, key, colour,
+exclusive group), the frames labeled by hand (``manual``), the frames a person approved while
+reviewing predictions (``curated``), the classifier's per-frame probabilities (``predicted``)
+and the review decisions, all kept apart so that none overwrites another. Edits are undoable and
+the session autosaves itself with atomic writes, so a crash loses at most the last few seconds.
+
+Labels are stored per frame (one boolean mask per behavior and subject): edits, exclusive groups,
+undo and drawing are then simple array operations; intervals (``end_frame`` inclusive, as in the
+plain interval CSV) are derived from the masks when saving or exporting.
+
+The session file is JSON (a format name, a version, behaviors, intervals, review decisions);
+predictions, which may be large, go to an ``.npz`` beside it, read back with
+``allow_pickle=False``.
+"""
+
+from prism_science.session._persist import (
+    SESSION_FORMAT,
+    SESSION_VERSION,
+    STORE_SESSION_KEY,
+    atomic_write_bytes,
+    default_session_path,
+)
+from prism_science.session._session import RESERVED_KEYS, LabelingSession
+from prism_science.session._types import (
+    SOURCES,
+    Behavior,
+    Bout,
+    PredictionTrack,
+    ReviewItem,
+    mask_to_runs,
+)
+
+__all__ = [
+    "RESERVED_KEYS",
+    "SESSION_FORMAT",
+    "SESSION_VERSION",
+    "SOURCES",
+    "STORE_SESSION_KEY",
+    "Behavior",
+    "Bout",
+    "LabelingSession",
+    "PredictionTrack",
+    "ReviewItem",
+    "atomic_write_bytes",
+    "default_session_path",
+    "mask_to_runs",
+]

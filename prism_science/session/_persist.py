@@ -1,0 +1,321 @@
+"""Saving and loading a labeling session: JSON file (+ predictions .npz) or a feature store.
+
+Writes are atomic (temporary file, fsync, rename): a crash leaves the previous or the new file,
+never a half-written one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from prism_science.errors import LabelError
+from prism_science.session._types import SOURCES, Behavior
+
+if TYPE_CHECKING:
+    from prism_science.session._session import LabelingSession
+
+logger = logging.getLogger(__name__)
+
+SESSION_FORMAT = "prism-science.session"
+SESSION_VERSION = 1
+STORE_SESSION_KEY = "gui/session"
+"""Where a session is kept inside a feature store (a JSON document of the video)."""
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write a file so that a crash leaves either the old or the new content, never half.
+
+    The bytes go to a temporary file in the same folder, are flushed to disk, and the file is
+    renamed over ``path`` (an atomic replace on POSIX and Windows).
+
+    Parameters
+    ----------
+    path : str or PathLike
+        Destination file.
+    data : bytes
+        Its new content.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def default_session_path(video_path: str | os.PathLike[str]) -> Path:
+    """Where the session of a video autosaves: ``NAME.prism-session.json`` beside the video.
+
+    When the video's folder is not writable, a file in ``~/.cache/prism-science/sessions``
+    named after the video's absolute path is used instead.
+    """
+    video_path = Path(video_path)
+    beside = video_path.with_name(video_path.name + ".prism-session.json")
+    if os.access(video_path.parent, os.W_OK):
+        return beside
+    import hashlib
+
+    digest = hashlib.sha256(str(video_path.resolve()).encode()).hexdigest()[:16]
+    cache = Path.home() / ".cache" / "prism-science" / "sessions"
+    return cache / f"{video_path.name}.{digest}.json"
+
+
+class SessionPersistence:
+    """Save / load methods of :class:`~prism_science.session.LabelingSession`."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The session as JSON-able data (predictions excepted: see :meth:`save`)."""
+        return {
+            "format": SESSION_FORMAT,
+            "version": SESSION_VERSION,
+            "video": {"path": self.video_path, "n_frames": self.n_frames, "fps": self.fps},
+            "annotator": self.annotator,
+            "subject": self.subject,
+            "behaviors": [asdict(b) for b in self.behaviors],
+            "labels": self.records(SOURCES),
+            "review": dict(self.review),
+            "open_bouts": dict(self.open_bouts),
+            "features": None if self.features is None else {
+                "store": str(self.features[0]), "video_id": self.features[1]},
+            "predictions": {
+                name: {"classes": t.classes, "thresholds": t.thresholds}
+                for name, t in self.predictions.items()
+            },
+        }
+
+    def predictions_path(self, path: Path | None = None) -> Path | None:
+        """The ``.npz`` that holds the predictions next to a session file."""
+        path = path or self.path
+        return None if path is None else path.with_name(path.name + ".predictions.npz")
+
+    def save(self, path: str | os.PathLike[str] | None = None) -> Path:
+        """Write the session file (and its predictions ``.npz`` when they changed), atomically.
+
+        Parameters
+        ----------
+        path : str or PathLike, optional
+            Session file; defaults to the session's ``path``.
+
+        Returns
+        -------
+        Path
+            The session file written.
+        """
+        if path is None and self.store is not None:
+            return self._save_to_store()
+        target = Path(path) if path is not None else self.path
+        if target is None:
+            raise LabelError("this session has no file to save to; give a path")
+        pred_path = self.predictions_path(target)
+        assert pred_path is not None
+        if self.predictions and (self._predictions_dirty or target != self.path
+                                 or not pred_path.exists()):
+            import io
+
+            buffer = io.BytesIO()
+            arrays = {f"proba_{i}": t.proba for i, t in enumerate(self.predictions.values())}
+            np.savez_compressed(buffer, **arrays)
+            atomic_write_bytes(pred_path, buffer.getvalue())
+        text = json.dumps(self.to_dict(), indent=1, allow_nan=False)
+        atomic_write_bytes(target, text.encode("utf-8"))
+        if target == self.path or self.path is None:
+            self.path = target
+            self._dirty = False
+            self._predictions_dirty = False
+        self._last_save = time.monotonic()
+        logger.debug("session saved to %s", target)
+        return target
+
+    def maybe_autosave(self, force: bool = False) -> bool:
+        """Save when there are unsaved changes and the last save is ``autosave_interval`` old.
+
+        Called after every change and by the GUI's timer; returns whether it saved. Failures
+        are logged (the labels stay in memory and the next call retries).
+        """
+        if (self.path is None and self.store is None) or not self.dirty:
+            return False
+        recent = (self._last_save is not None
+                  and time.monotonic() - self._last_save < self.autosave_interval)
+        if not force and recent:
+            return False
+        try:
+            self.save()
+        except OSError as exc:
+            logger.warning("autosave to %s failed: %s", self.path, exc)
+            return False
+        return True
+
+    def _save_to_store(self) -> Path:
+        """Write the session into its feature store: the session document, the manual and
+        curated label sets (``labels/manual``, ``labels/curated``) and the predictions
+        (``predictions/<name>`` arrays with their classes)."""
+        from prism_science.labels.store_io import save_labels
+        from prism_science.store import open_store
+
+        assert self.store is not None
+        store_path, video_id = self.store
+        with open_store(store_path, mode="a") as store:
+            store.write_json(video_id, STORE_SESSION_KEY, self.to_dict())
+            for source in SOURCES:
+                save_labels(store, video_id, self.to_table((source,), video_id=video_id), source)
+            if self._predictions_dirty:
+                for name, track in self.predictions.items():
+                    store.write_array(video_id, f"predictions/{name}", track.proba,
+                                      {"classes": track.classes,
+                                       "thresholds": track.thresholds})
+        self._dirty = False
+        self._predictions_dirty = False
+        self._last_save = time.monotonic()
+        logger.debug("session saved into %s (video %s)", store_path, video_id)
+        return Path(store_path)
+
+    @classmethod
+    def from_store(
+        cls, store_path: str | os.PathLike[str], video_id: str, *, timestamps: np.ndarray | None
+        = None,
+    ) -> LabelingSession:
+        """The session of a video in a feature store (empty when none was saved yet).
+
+        Reads the session document when the GUI saved one, else the ``labels/manual`` and
+        ``labels/curated`` label sets; then every ``predictions/<name>`` array that has
+        ``classes`` in its attributes and one row per frame.
+
+        Raises
+        ------
+        prism_science.errors.StoreError
+            The store or the video is missing, or the store has another schema version.
+        """
+        from prism_science.errors import StoreError
+        from prism_science.labels.store_io import load_labels
+        from prism_science.store import open_store
+
+        with open_store(store_path, mode="r") as store:
+            info = store.video_info(video_id)
+            timestamps = info.timestamps if timestamps is None else timestamps
+            where = f"{store_path} (video {video_id})"
+            if store.has_item(video_id, STORE_SESSION_KEY):
+                session = cls.from_dict(store.read_json(video_id, STORE_SESSION_KEY),
+                                        n_frames=info.n_frames, timestamps=timestamps,
+                                        source_name=where)
+            else:
+                session = cls(info.n_frames, info.fps, timestamps=timestamps,
+                              video_path=info.source_path)
+                for source in SOURCES:
+                    if store.has_item(video_id, f"labels/{source}"):
+                        session.add_table(load_labels(store, video_id, source))
+            for name in store.list_items(video_id, "predictions"):
+                relpath = f"predictions/{name}"
+                try:
+                    attrs = store.read_array_attrs(video_id, relpath)
+                    proba = store.read_array(video_id, relpath)
+                    if "classes" in attrs:
+                        session.set_predictions(name, attrs["classes"], proba,
+                                                attrs.get("thresholds", 0.5))
+                except (StoreError, LabelError) as exc:
+                    logger.warning("%s: predictions %r skipped: %s", where, name, exc)
+        session.store = (Path(store_path), video_id)
+        session._undo.clear()
+        session._dirty = False
+        session._predictions_dirty = False
+        return session
+
+    @classmethod
+    def from_dict(
+        cls,
+        data: dict[str, Any],
+        *,
+        n_frames: int | None = None,
+        timestamps: np.ndarray | None = None,
+        source_name: str = "session",
+    ) -> LabelingSession:
+        """Rebuild a session from :meth:`to_dict` data.
+
+        Raises
+        ------
+        LabelError
+            Not a session, a newer format version, or labels that do not fit the video.
+        """
+        if not isinstance(data, dict) or data.get("format") != SESSION_FORMAT:
+            raise LabelError(f"{source_name}: not a prism-science session file (no format field)")
+        if int(data.get("version", 0)) > SESSION_VERSION:
+            raise LabelError(
+                f"{source_name}: session version {data.get('version')} is newer than this "
+                f"prism-science reads ({SESSION_VERSION}); upgrade prism-science"
+            )
+        video = data.get("video") or {}
+        saved_n = int(video.get("n_frames") or 0)
+        if n_frames is not None and saved_n and saved_n != n_frames:
+            raise LabelError(
+                f"{source_name}: session was made for a video of {saved_n} frames, this video "
+                f"has {n_frames}; it belongs to another video"
+            )
+        session = cls(
+            n_frames or saved_n, float(video.get("fps") or 30.0), timestamps=timestamps,
+            video_path=video.get("path"), annotator=str(data.get("annotator") or ""),
+        )
+        for b in data.get("behaviors", []):
+            session.add_behavior(Behavior(str(b["name"]), str(b.get("key", "")),
+                                          str(b.get("color", "")), str(b.get("group", ""))))
+        session.add_records(data.get("labels", []))
+        session.subject = str(data.get("subject") or "")
+        session.review = {str(k): str(v) for k, v in (data.get("review") or {}).items()}
+        session.open_bouts = {str(k): int(v) for k, v in (data.get("open_bouts") or {}).items()}
+        features = data.get("features")
+        if isinstance(features, dict) and features.get("store") and features.get("video_id"):
+            session.features = (Path(features["store"]), str(features["video_id"]))
+        session._undo.clear()
+        session._dirty = False
+        return session
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        n_frames: int | None = None,
+        timestamps: np.ndarray | None = None,
+    ) -> LabelingSession:
+        """Read a session file written by :meth:`save` (and its predictions, if any).
+
+        Raises
+        ------
+        LabelError
+            The file is not valid JSON or not a session, or does not fit the video.
+        """
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise LabelError(f"{path}: cannot read the session file ({exc})") from exc
+        session = cls.from_dict(data, n_frames=n_frames, timestamps=timestamps,
+                                source_name=str(path))
+        session.path = path
+        tracks = data.get("predictions") or {}
+        pred_path = session.predictions_path(path)
+        if tracks and pred_path is not None and pred_path.exists():
+            with np.load(pred_path, allow_pickle=False) as arrays:
+                for i, (name, meta) in enumerate(tracks.items()):
+                    session.set_predictions(name, meta["classes"], arrays[f"proba_{i}"],
+                                            meta.get("thresholds", 0.5))
+        elif tracks:
+            logger.warning("%s: predictions file %s is missing; predictions not loaded",
+                           path, pred_path)
+        session._dirty = False
+        session._predictions_dirty = False
+        session._last_save = time.monotonic()
+        return session
