@@ -49,6 +49,7 @@ from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from prism_science.extract import ExtractOptions, run_extraction
 from prism_science.features import load_encoder
@@ -72,6 +73,7 @@ PROBE_KINDS = ("linear", "mlp", "attention", "temporal")
 PIXEL_SIZE = 16
 PIXEL_PCA = 64
 RANDOM_SEED = 1
+_THREADS = 1  # torch and BLAS threads: on 2 busy shared cores one thread is fastest
 
 
 @dataclass
@@ -111,6 +113,8 @@ class Result:
 
     model: str
     model_sha: str
+    window: str = ""
+    max_epochs: int | None = None
     datasets: dict[str, Dataset] = field(default_factory=dict)
     tables: dict[str, list[Row]] = field(default_factory=dict)
     timings: list[tuple[str, float]] = field(default_factory=list)
@@ -257,17 +261,24 @@ def pixel_method(X_train, y_train, g_train, X_test, g_test) -> np.ndarray:
     """Standardise, PCA, one balanced logistic regression per behavior (unlabeled rows out)."""
     scores = np.zeros((len(X_test), y_train.shape[1]), np.float32)
     for k in range(y_train.shape[1]):
-        rows = y_train[:, k] >= 0
-        target = y_train[rows, k]
-        if len(np.unique(target)) < 2:
-            logger.warning("pixels: behavior %d has one class in training; scores 0", k)
-            continue
-        n_components = min(PIXEL_PCA, int(rows.sum()) - 1, X_train.shape[1])
-        model = make_pipeline(StandardScaler(), PCA(n_components, random_state=0),
-                              LogisticRegression(class_weight="balanced", max_iter=2000))
-        model.fit(X_train[rows], target)
-        scores[:, k] = model.predict_proba(X_test)[:, 1]
+        with threadpool_limits(_THREADS):  # BLAS threads spin badly on a loaded machine
+            scores[:, k] = _pixel_logreg(X_train, y_train[:, k], X_test, k)
     return scores
+
+
+def _pixel_logreg(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray,
+                  k: int) -> np.ndarray:
+    """(N_test,) probability of behavior ``k``; zeros when training has one class only."""
+    rows = y_train >= 0
+    target = y_train[rows]
+    if len(np.unique(target)) < 2:
+        logger.warning("pixels: behavior %d has one class in training; scores 0", k)
+        return np.zeros(len(X_test), np.float32)
+    n_components = min(PIXEL_PCA, int(rows.sum()) - 1, X_train.shape[1])
+    model = make_pipeline(StandardScaler(), PCA(n_components, random_state=0),
+                          LogisticRegression(class_weight="balanced", max_iter=2000))
+    model.fit(X_train[rows], target)
+    return model.predict_proba(X_test)[:, 1]
 
 
 def evaluate(dataset: Dataset, features: list[np.ndarray], method: Callable[..., np.ndarray],
@@ -293,6 +304,22 @@ def evaluate(dataset: Dataset, features: list[np.ndarray], method: Callable[...,
     row = Row(name, mean, seconds)
     logger.info("%s / %s: mAP %.3f (%.1f s)", dataset.name, name, row.mean_ap, seconds)
     return row
+
+
+def chance_row(dataset: Dataset) -> Row:
+    """AP of uninformative scores: each behavior's positive fraction among labeled test frames
+    (averaged over folds like the methods; ``-`` where a method's AP is undefined)."""
+    rates = []
+    for train, test in dataset.folds:
+        y = dataset.y[test]
+        labeled = (y >= 0).sum(0)
+        positives = (y == 1).sum(0)
+        rate = np.where((positives > 0) & (dataset.y[train] == 1).any(0),
+                        positives / np.maximum(labeled, 1), np.nan)
+        rates.append(rate)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return Row("chance (test prevalence)", np.nanmean(np.stack(rates), axis=0), 0.0)
 
 
 # ----------------------------------------------------------------------------------- driver
@@ -334,8 +361,9 @@ def run_benchmark(
     Returns
     -------
     Result
-        ``tables[dataset]``: rows ``encoder + <kind>``, ``random encoder + <kind>``, ``pixels +
-        PCA + logreg``, each with (K,) AP (NaN where undefined) and seconds.
+        ``tables[dataset]``: rows ``chance (test prevalence)``, ``encoder + <kind>``, ``random
+        encoder + <kind>``, ``pixels + PCA + logreg``, each with (K,) AP (NaN where undefined)
+        and seconds.
     """
     if max_epochs is None and quick:
         max_epochs = 10
@@ -343,7 +371,13 @@ def run_benchmark(
     # hop 8 for 16-frame clips; never past the clip span of short test models
     params = params or WindowParams(tokens="grid", grid=4,
                                     hop=max(1, min(8, int(reference.num_frames) // 2)))
-    result = Result(model=model, model_sha=str(reference.weights_sha256))
+    grid = f"{params.grid}x{params.grid} grid" if params.tokens == "grid" else params.tokens
+    window = (f"{params.mode} {reference.num_frames}-frame windows at {reference.image_size} px"
+              + (f", hop {params.hop}" if params.mode == "sliding" else "")
+              + (f", stride {params.stride}" if params.stride > 1 else "")
+              + f", tokens pooled to a {grid}")
+    result = Result(model=model, model_sha=str(reference.weights_sha256), window=window,
+                    max_epochs=max_epochs)
     with _Timer(result, "synthetic clips (generate or reuse)"):
         datasets = [synthetic_dataset(cache / "synth", n_train, n_test, synth_seed,
                                       synth_config or SynthConfig())]
@@ -356,7 +390,7 @@ def run_benchmark(
                                                        random_sha))
     for dataset in datasets:
         result.datasets[dataset.name] = dataset
-        rows = result.tables.setdefault(dataset.name, [])
+        rows = result.tables.setdefault(dataset.name, [chance_row(dataset)])
         for label, encoder, sha in encoders:
             with _Timer(result, f"{dataset.name}: {label} features (extract or reuse)"):
                 features = encoder_features(encoder, sha, dataset, cache, params)
@@ -392,6 +426,7 @@ def format_result(result: Result, command: str) -> str:
     random_note = (" This model itself has no trained weights (a seeded random initialisation), "
                    "so its rows are a second random-weight control."
                    if result.model_sha.startswith("random-init-") else "")
+    epochs = f", at most {result.max_epochs} epochs" if result.max_epochs else ""
     parts = [
         "# Probe evidence: frozen encoder features vs. baselines",
         "",
@@ -401,14 +436,15 @@ def format_result(result: Result, command: str) -> str:
         "",
         f"Encoder: `{result.model}` (weights sha256 `{sha}`).{random_note} Rows: each probe kind "
         "(`prism_science.probes`, `class_weight='balanced'`, `random_state=0`, defaults "
-        "otherwise) on the encoder's per-frame features (sliding 16-frame windows, hop 8, "
-        "tokens pooled to a 4x4 grid: the attention probe attends over the 16 grid tokens, the "
-        "others get their mean); the same probes on the same architecture with random weights "
+        f"otherwise{epochs}) on the encoder's per-frame features ({result.window}: the "
+        "attention probe attends over the grid tokens, the others get their mean); the same "
+        "probes on the same architecture with random weights "
         f"(seed {RANDOM_SEED}); and a baseline without encoder: 16x16 grayscale pixels plus the "
         "absolute difference to the previous frame, standardised, PCA to 64 dimensions, one "
         "balanced logistic regression per behavior. AP = average precision over labeled test "
         "frames (`prism_science.metrics.average_precision`); `-` = no positive in the test or "
-        "training frames; mAP = mean over the other behaviors.",
+        "training frames; mAP = mean over the other behaviors. The chance row is the AP of "
+        "uninformative scores (the test prevalence of each behavior).",
         "",
     ]
     for name, rows in result.tables.items():
@@ -436,7 +472,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--write-md", type=Path, default=None,
                         help="write the report (Markdown) to this file")
     args = parser.parse_args(argv)
-    torch.set_num_threads(2)
+    torch.set_num_threads(_THREADS)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("prism_science").setLevel(logging.ERROR)  # random-init notices, per load
     # behaviors absent from a training split: their AP is reported as "-" (see the report)

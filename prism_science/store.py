@@ -734,6 +734,26 @@ class FeatureStore:
             )
         return f"{self._require_video(video_id)}/" + "/".join(parts)
 
+    def _clear_item(self, video_id: str | None, relpath: str) -> str:
+        """Path of an item about to be (re)written; refuses to replace or nest in groups/items."""
+        path = self._item_path(video_id, relpath)
+        parts = path.split("/")
+        for depth in range(2, len(parts)):
+            parent = "/".join(parts[:depth])
+            if self._b.exists(parent) and not self._b.is_group(parent):
+                raise StoreError(
+                    f"{self.path}: cannot write {path!r}: {parent!r} is an array or document, "
+                    "not a group; choose another path"
+                )
+        if self._b.exists(path):
+            if self._b.is_group(path):
+                raise StoreError(
+                    f"{self.path}: cannot write {path!r}: it is a group holding "
+                    f"{', '.join(self._b.children(path)) or 'nothing'}; choose another path"
+                )
+            self._b.delete(path)
+        return path
+
     def has_item(self, video_id: str | None, relpath: str) -> bool:
         """Whether an array or JSON document exists at ``relpath``."""
         return self._b.exists(self._item_path(video_id, relpath))
@@ -768,9 +788,7 @@ class FeatureStore:
                 f"write_array({relpath!r}): dtype {array.dtype} is not numeric; store text and "
                 "records with write_json"
             )
-        path = self._item_path(video_id, relpath)
-        if self._b.exists(path):
-            self._b.delete(path)
+        path = self._clear_item(video_id, relpath)
         chunks = tuple(max(1, s) for s in array.shape)
         if array.ndim:
             chunks = (max(1, min(array.shape[0], max(1, (16 << 20) // max(1, array[:1].nbytes)))),
@@ -795,10 +813,8 @@ class FeatureStore:
     def write_json(self, video_id: str | None, relpath: str, obj: Any) -> None:
         """Write (or replace) a JSON document, stored as UTF-8 bytes in a uint8 array."""
         self._require_writable()
-        path = self._item_path(video_id, relpath)
+        path = self._clear_item(video_id, relpath)
         data = np.frombuffer(json.dumps(_jsonable(obj)).encode("utf-8"), dtype=np.uint8)
-        if self._b.exists(path):
-            self._b.delete(path)
         self._b.create_array(path, data.shape, (max(1, data.shape[0]),), np.uint8, data=data)
         self._b.set_attrs(path, {"kind": "json"})
 

@@ -208,10 +208,13 @@ def _decode_to_cache(path: Path, size: int, target: Path) -> tuple[int, np.ndarr
             chunks = [c for _, c in reader.iter_chunks(64, size=(size, size))]
             timestamps = np.asarray(reader.info.timestamps, dtype=np.float64)
         frames = np.concatenate(chunks)
-    tmp = target.with_suffix(".tmp.npy")
+    # Unique temporary names: several runs may fill one cache at the same time.
+    tmp = target.with_suffix(f".{os.getpid()}.tmp.npy")
     np.save(tmp, np.ascontiguousarray(frames), allow_pickle=False)
+    tmp_ts = target.with_suffix(f".{os.getpid()}.tmp.ts.npy")
+    np.save(tmp_ts, timestamps, allow_pickle=False)
+    os.replace(tmp_ts, target.with_suffix(".ts.npy"))
     os.replace(tmp, target)
-    np.save(target.with_suffix(".ts.npy"), timestamps, allow_pickle=False)
     return len(frames), timestamps
 
 

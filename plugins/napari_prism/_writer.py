@@ -8,12 +8,10 @@ so that it matches the command line's export exactly.
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from prism_science.errors import LabelError
-from prism_science.labels import Segment
 from prism_science.session import SOURCES, LabelingSession
 
 from ._context import SESSION_KEY
@@ -57,14 +55,6 @@ def export_session(
         sources = (*SOURCES, *session.predictions)
     video_id = Path(session.video_path).stem if session.video_path else None
     table = session.to_table(sources, video_id=video_id, fully_labeled=fully_labeled)
-    is_nwb = (format or "").lower() == "nwb" or Path(path).suffix.lower() == ".nwb"
-    if not table.segments and is_nwb:
-        # Spell out "only the bouts' frames are labeled" as one segment per bout and behavior:
-        # the same meaning, and the NWB writer needs at least one labeled segment.
-        table = replace(table, segments=[
-            Segment(iv.start_frame, iv.end_frame, iv.subject, (iv.behavior,))
-            for iv in table.intervals
-        ])
     return write_labels(table, path, format)
 
 

@@ -157,6 +157,23 @@ class DotProductAttention(nn.Module):
         self.post = nn.Linear(inner, dim)
         self.per_dim_scale = PerDimScale(dim_per_head) if per_dim_scale else None
 
+    def _fused_qkv(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Concatenated query/key/value weights and biases ((3*N*H, D), (3*N*H,)).
+
+        Without autograd they are cached until a parameter changes (its version or storage),
+        so inference does not re-concatenate them on every call.
+        """
+        params = (self.query.weight, self.key.weight, self.value.weight,
+                  self.query.bias, self.key.bias, self.value.bias)
+        if torch.is_grad_enabled() or torch.compiler.is_compiling():
+            return torch.cat(params[:3]), torch.cat(params[3:])
+        stamp = tuple((p.data_ptr(), p._version, p.dtype) for p in params)
+        cached = getattr(self, "_qkv_cache", None)
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, torch.cat(params[:3]), torch.cat(params[3:]))
+            self._qkv_cache = cached
+        return cached[1], cached[2]
+
     def _split(self, x: torch.Tensor) -> torch.Tensor:
         # (B, L, N*H) -> (B, N, L, H)
         b, length, _ = x.shape
@@ -241,10 +258,8 @@ class DotProductAttention(nn.Module):
             (B, T, D), same dtype as the input.
         """
         if query_vec is kv_vec:
-            # Self-attention: one fused projection (the weights are concatenated on the fly,
-            # which is cheap next to the activations).
-            weight = torch.cat([self.query.weight, self.key.weight, self.value.weight])
-            bias = torch.cat([self.query.bias, self.key.bias, self.value.bias])
+            # Self-attention: one fused projection over the concatenated weights.
+            weight, bias = self._fused_qkv()
             b, length, _ = query_vec.shape
             qkv = F.linear(query_vec, weight, bias)
             qkv = qkv.view(b, length, 3, self.num_heads, self.dim_per_head).permute(2, 0, 3, 1, 4)

@@ -70,3 +70,12 @@ def test_nwb_reads_one_table_per_behavior_from_other_tools(tmp_path):
 def test_nwb_export_needs_seconds(tmp_path):
     with pytest.raises(LabelError, match="fps"):
         write_labels(LabelTable([Interval("x", 0, 3)], n_frames=5), tmp_path / "x.nwb")
+
+
+def test_nwb_round_trip_of_a_table_without_segments_keeps_only_bout_frames_labeled(tmp_path):
+    table = _table()
+    table.segments = []  # only the bouts' own frames are labeled
+    bset = table.behavior_set
+    back = read_labels(write_labels(table, tmp_path / "bouts_only.nwb"))
+    assert np.array_equal(to_frame_matrix(back, bset), to_frame_matrix(table, bset))
+    assert (to_frame_matrix(back, bset) == -1).any()

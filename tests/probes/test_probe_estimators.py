@@ -19,7 +19,7 @@ from prism_science.probes import (
     split_by_group,
 )
 
-FAST = {"max_epochs": 40, "random_state": 0}
+FAST = {"max_epochs": 25, "random_state": 0}
 
 
 def make(kind, **kw):

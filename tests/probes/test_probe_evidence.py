@@ -42,8 +42,9 @@ def test_table_has_every_method_and_ap_in_unit_interval(evidence, result):
     run, _ = result
     assert list(run.tables) == ["synthetic"]
     rows = run.tables["synthetic"]
-    expected = [f"{enc} + {kind}" for enc in ("encoder", "random encoder")
-                for kind in evidence.PROBE_KINDS] + ["pixels + PCA + logreg"]
+    encoder_rows = [f"{enc} + {kind}" for enc in ("encoder", "random encoder")
+                    for kind in evidence.PROBE_KINDS]
+    expected = ["chance (test prevalence)", *encoder_rows, "pixels + PCA + logreg"]
     assert [r.method for r in rows] == expected
     for row in rows:
         assert row.ap.shape == (len(BEHAVIORS),)

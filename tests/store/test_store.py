@@ -163,6 +163,12 @@ def test_generic_json_and_arrays(store_path):
             store.write_json("a.mp4", "features/x", {})
         with pytest.raises(StoreError, match="not numeric"):
             store.write_array("a.mp4", "x", np.array(["a"]))
+        with pytest.raises(StoreError, match="is a group"):
+            store.write_array("a.mp4", "predictions", np.zeros(2))
+        with pytest.raises(StoreError, match="not a group"):
+            store.write_json("a.mp4", "labels/manual/extra", {})
+        store.write_array("a.mp4", "predictions/probe1", np.eye(3, dtype=np.float32),
+                          {"classes": ["a", "b", "c"]})  # replacing an item is fine
     with open_store(store_path, "r") as store:
         assert store.read_json("a.mp4", "labels/manual") == {
             "intervals": [{"behavior": "groom", "start_frame": 3}], "n": 2}

@@ -57,7 +57,7 @@ def test_nan_steps_are_skipped_and_loss_falls(tmp_path: Path) -> None:
     summary = train(_cfg(tmp_path), objective, lambda a, b, r, w: _Batches(a, b), tmp_path)
     assert summary["finished"] and summary["skipped_steps"] == 2
     logs = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
-    assert logs[-1]["loss"] < 0.1 * logs[0]["loss"]
+    assert logs[-1]["loss"] < 0.5 * logs[0]["loss"]
     ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
     assert ckpt["step"] == 40 and set(ckpt["rng"]) >= {"torch", "numpy", "python"}
     assert json.loads(ckpt["extra"])["skipped_steps"] == 2

@@ -86,7 +86,7 @@ def write(table: LabelTable, path: Path) -> None:
                               "subject": "subject ('' for all)",
                               "behaviors": "';'-joined behaviors ('' for all)"}.items():
         segments.add_column(name=name, description=description)
-    for seg in table.segments:
+    for seg in table.segments or _interval_segments(table):
         s, e = frames_to_seconds(seg.start_frame, seg.end_frame, table.fps, table.timestamps)
         segments.add_row(start_time=float(s), stop_time=float(e), start_frame=seg.start_frame,
                          end_frame=seg.end_frame, subject=seg.subject or "",
@@ -177,6 +177,16 @@ def read(path: Path, options: ReadOptions) -> dict[str, LabelTable]:
     if not segments:
         table = table.mark_fully_labeled()
     return {video_id: table}
+
+
+def _interval_segments(table: LabelTable) -> list[Segment]:
+    """Segments meaning what an empty segment list means: only the intervals' frames are labeled
+    (for their behavior's exclusive group). Written explicitly because a reader of the file
+    takes a missing segment table for a fully labeled video."""
+    bset = table.behaviors()
+    return [Segment(iv.start_frame, iv.end_frame, iv.subject,
+                    tuple(bset.group_of(iv.behavior) or (iv.behavior,)))
+            for iv in table.intervals]
 
 
 def _text(value) -> str:
