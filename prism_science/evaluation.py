@@ -397,6 +397,9 @@ def plot_ethogram(
     ax.imshow(raster, aspect="auto", interpolation="nearest", cmap=cmap, vmin=0, vmax=3,
               extent=(0, extent_end, len(lanes) - 0.5, -0.5))
     ax.set_yticks(range(len(lanes)), labels, fontsize=7)
+    per_behavior = len(lanes) // max(1, n_behaviors)
+    for k in range(1, n_behaviors):  # separate the behaviors' lane pairs
+        ax.axhline(k * per_behavior - 0.5, color="#555555", linewidth=0.8)
     ax.set_xlabel("time (s)" if fps else "frame")
     if title:
         ax.set_title(title, fontsize=9)

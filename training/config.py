@@ -77,7 +77,8 @@ class TrainConfig:
     log_every: int = 10
     ckpt_every: int = 100
     progress: bool = True
-    stop_after_steps: int = 0  # >0: stop (checkpointed) after this step, as if killed; for tests
+    stop_after_steps: int = 0  # >0: stop (checkpointed) after this step, as if killed
+    export_on_stop: bool = False  # also write final/ when stopped early (a budget ran out)
 
 
 @dataclass
@@ -304,10 +305,10 @@ def _stage1_tiny() -> TrainConfig:
         # clips gave 60 steps in the budget and did not move the loss off ln(16) (lr 3e-4),
         # and lr 1e-3 collapsed the embeddings within 3 steps.
         num_frames=1,
-        batch_size=16,
-        total_steps=160,
-        warmup_steps=16,
-        lr=4e-4,
+        batch_size=32,
+        total_steps=240,
+        warmup_steps=24,
+        lr=5e-4,
         ckpt_every=10,
         log_every=1,
     )

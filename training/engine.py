@@ -48,8 +48,8 @@ CHECKPOINT_FILE = "checkpoint.pt"
 LOG_FILE = "log.jsonl"
 TRAIN_CONFIG_FILE = "train_config.json"
 # Fields that may differ between a run and its resumption without changing its result.
-_RESUME_FREE_FIELDS = {"progress", "stop_after_steps", "num_workers", "threads", "log_every",
-                       "ckpt_every", "out_dir"}
+_RESUME_FREE_FIELDS = {"progress", "stop_after_steps", "export_on_stop", "num_workers",
+                       "threads", "log_every", "ckpt_every", "out_dir"}
 
 
 @dataclass(frozen=True)
@@ -350,7 +350,10 @@ def train(
         if log_file is not None:
             log_file.close()
     finished = step >= cfg.total_steps
-    if finished and info.is_main and export is not None:
+    if (finished or cfg.export_on_stop) and info.is_main and export is not None:
+        if not finished:
+            logger.warning("exporting %s stopped at step %d of %d", run_dir, step,
+                           cfg.total_steps)
         export(objective, run_dir / "final")
     if info.world_size > 1:
         dist.barrier()

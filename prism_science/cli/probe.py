@@ -76,6 +76,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           help="IoU thresholds of the bout F1")
     evaluate.set_defaults(func=run_evaluate)
 
+    suggest = sub.add_parser(
+        "suggest", help="suggest frames or bouts to label next (active learning)",
+        description="Rank unlabeled frames by the uncertainty of stored predictions, spread out "
+        "in feature space (k-center greedy), or stretches of frames (--bouts); prints CSV rows "
+        "video_id,start_frame,end_frame,score, most useful first.",
+    )
+    suggest.add_argument("--store", required=True)
+    suggest.add_argument("--predictions", required=True, help="prediction set name")
+    suggest.add_argument("--labels", default=None, help="label set whose frames are done")
+    suggest.add_argument("-n", "--n", type=int, default=20, help="how many suggestions")
+    suggest.add_argument("--bouts", action="store_true", help="suggest stretches of frames")
+    suggest.add_argument("--length", type=int, default=30, help="frames per stretch (--bouts)")
+    suggest.add_argument("--method", choices=("entropy", "margin"), default="entropy")
+    suggest.add_argument("--video-id", nargs="+", default=None)
+    suggest.set_defaults(func=run_suggest)
+
 
 def run_train(args: argparse.Namespace) -> int:
     """Train and save a probe; prints its validation thresholds."""
@@ -149,4 +165,61 @@ def run_evaluate(args: argparse.Namespace) -> int:
         return 2
     print(report.to_markdown().split("\n## ")[0].rstrip())
     print(f"report written to {args.out}")
+    return 0
+
+
+def run_suggest(args: argparse.Namespace) -> int:
+    """Print the frames (or stretches) to label next as CSV."""
+    import numpy as np
+
+    from prism_science.active import suggest_bouts, suggest_frames
+    from prism_science.errors import PrismError
+    from prism_science.labels import load_labels, to_frame_matrix
+    from prism_science.labels.store_io import list_labels
+    from prism_science.probes.workflow import PREDICTIONS, load_predictions
+    from prism_science.store import open_store
+
+    try:
+        with open_store(args.store, mode="r") as store:
+            ids = args.video_id or [
+                v for v in store.video_ids()
+                if store.has_item(v, f"{PREDICTIONS}/{args.predictions}/scores")
+            ]
+            if not ids:
+                raise PrismError(
+                    f"{store.path}: no video has predictions {args.predictions!r}; run "
+                    "`prism-science probe predict` first."
+                )
+            scores, labeled, features, groups = [], [], [], []
+            for index, video_id in enumerate(ids):
+                proba, _, attrs = load_predictions(store, video_id, args.predictions)
+                done = np.zeros(len(proba), bool)
+                if args.labels and args.labels in list_labels(store, video_id):
+                    table = load_labels(store, video_id, args.labels)
+                    matrix = to_frame_matrix(table, attrs["behaviors"], n_frames=len(proba))
+                    done = (matrix >= 0).all(1)
+                values = store.read_features(video_id, attrs["feature_key"]).values
+                features.append(values.reshape(len(values), -1, values.shape[-1]).mean(1))
+                scores.append(proba)
+                labeled.append(done)
+                groups.append(np.full(len(proba), index))
+        proba, done = np.concatenate(scores), np.concatenate(labeled)
+        group_ids = np.concatenate(groups)
+        starts = np.r_[0, np.cumsum([len(s) for s in scores])]
+        if args.bouts:
+            rows = suggest_bouts(proba, args.n, args.length, done, group_ids, args.method)
+        else:
+            from prism_science.active import uncertainty
+
+            picks = suggest_frames(proba, args.n, np.concatenate(features), done, args.method)
+            u = uncertainty(proba[picks], args.method) if len(picks) else []
+            rows = [(int(i), int(i), float(v)) for i, v in zip(picks, u, strict=True)]
+    except PrismError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print("video_id,start_frame,end_frame,score")
+    for start, end, score in rows:
+        video = int(group_ids[start])
+        offset = int(starts[video])
+        print(f"{ids[video]},{start - offset},{end - offset},{score:.4f}")
     return 0

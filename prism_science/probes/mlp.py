@@ -52,7 +52,7 @@ class MLPProbe(BaseProbe):
         dropout: float = 0.1,
         class_weight: Any = None,
         focal_gamma: float = 0.0,
-        learning_rate: float = 1e-3,
+        learning_rate: float = 3e-3,
         weight_decay: float = 1e-4,
         batch_size: int = 256,
         max_epochs: int = 100,

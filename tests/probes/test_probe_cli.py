@@ -123,3 +123,24 @@ def test_temporal_probe_from_cli(tmp_path, store_path, capsys):
     with open_store(store_path, mode="r") as store:
         assert store.read_array("v3", "predictions/temporal/scores").shape == (150, 3)
         assert not store.has_item("v0", "predictions/temporal/scores")
+
+
+def test_suggest_skips_labeled_frames(tmp_path, store_path, capsys):
+    probe_dir = tmp_path / "lin"
+    assert main(["probe", "train", "--store", str(store_path), "--labels", "manual", "--out",
+                 str(probe_dir), "--max-epochs", "10"]) == 0
+    assert main(["probe", "predict", "--probe", str(probe_dir), "--store", str(store_path)]) == 0
+    capsys.readouterr()
+    assert main(["probe", "suggest", "--store", str(store_path), "--predictions", "lin",
+                 "--labels", "manual", "-n", "15"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "video_id,start_frame,end_frame,score" and len(lines) == 16
+    for line in lines[1:]:
+        video, start, end, _ = line.split(",")
+        assert start == end
+        # frames 0-119 of v0..v2 are labeled: never suggested
+        assert video == "v3" or int(start) >= 120
+    assert main(["probe", "suggest", "--store", str(store_path), "--predictions", "lin",
+                 "--bouts", "--length", "10", "-n", "3"]) == 0
+    rows = [line.split(",") for line in capsys.readouterr().out.strip().splitlines()[1:]]
+    assert len(rows) == 3 and all(int(e) - int(s) == 9 for _, s, e, _ in rows)

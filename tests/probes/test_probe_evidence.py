@@ -62,6 +62,7 @@ def test_features_cached_and_markdown_written(evidence, result):
     assert any(cache.glob("pixels/*.npy"))
     text = evidence.format_result(run, "python benchmarks/probe_evidence.py --quick")
     assert "## synthetic" in text and "pixels + PCA + logreg" in text
+    assert "Best encoder probe: encoder + " in text
     header = next(line for line in text.splitlines() if line.startswith("| method"))
     assert header.split(" | ")[1:-2] == list(BEHAVIORS)
     assert any(step.startswith("synthetic: encoder features") for step, _ in run.timings)

@@ -35,7 +35,6 @@ SEQUENCE_FAILURES = {
 
 ACCURACY_CHECKS = {
     "check_classifiers_train": "trained for 3 epochs here (speed); accuracy tested elsewhere",
-    "check_classifiers_classes": "trained for 3 epochs here (speed); accuracy tested elsewhere",
     "check_class_weight_classifiers":
         "trained for 3 epochs here (speed); class weights tested elsewhere",
 }

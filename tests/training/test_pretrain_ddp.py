@@ -87,6 +87,7 @@ def prepared(tiny_videos: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     return out
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_match_single_process(tiny_videos: Path, prepared: Path) -> None:
     """Stage 1 (InfoNCE over the batch gathered from both ranks) and stage 2 (per-sample
     losses, masks drawn per sample): DDP gradients equal single-process ones."""

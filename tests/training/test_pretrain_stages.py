@@ -110,6 +110,10 @@ def test_resume_equals_uninterrupted(stage1_run: Path, tiny_videos: Path, tmp_pa
     assert not (part / "final").exists()
     with pytest.raises(CheckpointError, match="--resume"):
         stage2.main(_cfg("stage2_test", tiny_videos, part, *common))
+    # A run stopped early (budget spent) can still export what it has.
+    early = stage2.main(_cfg("stage2_test", tiny_videos, part, *common, "stop_after_steps=2",
+                             "export_on_stop=true"), resume=True)
+    assert not early["finished"] and (part / "final" / "model.safetensors").is_file()
     second = stage2.main(_cfg("stage2_test", tiny_videos, part, *common), resume=True)
     assert second["finished"] and second["step"] == 4
     a = load_file(str(tmp_path / "full" / "final" / "model.safetensors"))
