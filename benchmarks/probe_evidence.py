@@ -97,15 +97,17 @@ class Dataset:
 
 @dataclass
 class Row:
-    """One method's scores on one dataset: AP per behavior, mAP and train+predict seconds."""
+    """One method's scores on one dataset: AP per behavior (K,), mAP, its standard deviation
+    over training seeds (NaN for one seed) and fit + predict seconds per seed."""
 
     method: str
     ap: np.ndarray
     seconds: float
+    map_sd: float = float("nan")
 
     @property
     def mean_ap(self) -> float:
-        return float(np.nanmean(self.ap)) if np.isfinite(self.ap).any() else float("nan")
+        return _mean_finite(self.ap)
 
 
 @dataclass
@@ -116,6 +118,7 @@ class Result:
     model_sha: str
     window: str = ""
     max_epochs: int | None = None
+    seeds: list[int] = field(default_factory=list)
     datasets: dict[str, Dataset] = field(default_factory=dict)
     tables: dict[str, list[Row]] = field(default_factory=dict)
     timings: list[tuple[str, float]] = field(default_factory=list)
@@ -251,9 +254,9 @@ def _probe_inputs(kind: str, features: np.ndarray) -> np.ndarray:
     return features.reshape(len(features), -1, features.shape[-1]).mean(1)
 
 
-def probe_method(kind: str, max_epochs: int | None) -> Callable[..., np.ndarray]:
-    """A fit-and-score function for one probe kind (balanced classes, seeded)."""
-    params: dict = {"class_weight": "balanced", "random_state": 0}
+def probe_method(kind: str, max_epochs: int | None, seed: int = 0) -> Callable[..., np.ndarray]:
+    """A fit-and-score function for one probe kind (balanced classes, ``random_state=seed``)."""
+    params: dict = {"class_weight": "balanced", "random_state": seed}
     if max_epochs is not None:
         params["max_epochs"] = max_epochs
 
@@ -289,29 +292,46 @@ def _pixel_logreg(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray,
     return model.predict_proba(X_test)[:, 1]
 
 
-def evaluate(dataset: Dataset, features: list[np.ndarray], method: Callable[..., np.ndarray],
-             name: str) -> Row:
-    """Fit on each fold's train rows, score its test rows; AP per behavior averaged over folds."""
+def evaluate(dataset: Dataset, features: list[np.ndarray],
+             methods: Sequence[Callable[..., np.ndarray]], name: str) -> Row:
+    """Fit on each fold's train rows and score its test rows, once per method (seed).
+
+    AP per behavior is averaged over folds, then over seeds; ``map_sd`` is the standard
+    deviation over seeds of the per-seed mAP; ``seconds`` the mean fit + predict time of a seed.
+    """
     X = np.concatenate(features)
     if len(X) != len(dataset.y):
         raise ValueError(f"{dataset.name}: {len(X)} feature rows but {len(dataset.y)} label rows")
     t0 = time.perf_counter()
-    aps = []
-    for train, test in dataset.folds:
-        y_train = dataset.y[train]
-        scores = method(X[train], y_train, dataset.segments[train], X[test],
-                        dataset.segments[test])
-        ap = average_precision(dataset.y[test], scores)
-        trained = (y_train == 1).any(0)
-        ap[~trained] = np.nan  # no positive to learn from: not a measure of the method
-        aps.append(ap)
-    seconds = time.perf_counter() - t0
-    with warnings.catch_warnings():  # "mean of empty slice" for behaviors absent everywhere
-        warnings.simplefilter("ignore", RuntimeWarning)
-        mean = np.nanmean(np.stack(aps), axis=0)
-    row = Row(name, mean, seconds)
+    per_seed = []
+    for method in methods:
+        aps = []
+        for train, test in dataset.folds:
+            y_train = dataset.y[train]
+            scores = method(X[train], y_train, dataset.segments[train], X[test],
+                            dataset.segments[test])
+            ap = average_precision(dataset.y[test], scores)
+            ap[~(y_train == 1).any(0)] = np.nan  # nothing to learn from: not a measure of it
+            aps.append(ap)
+        per_seed.append(_nanmean(np.stack(aps)))
+    seconds = (time.perf_counter() - t0) / len(methods)
+    seed_maps = [_mean_finite(ap) for ap in per_seed]
+    sd = float(np.nanstd(seed_maps)) if len(methods) > 1 else float("nan")
+    row = Row(name, _nanmean(np.stack(per_seed)), seconds, sd)
     logger.info("%s / %s: mAP %.3f (%.1f s)", dataset.name, name, row.mean_ap, seconds)
     return row
+
+
+def _nanmean(values: np.ndarray) -> np.ndarray:
+    """Mean over axis 0 ignoring NaN; NaN where a column is all NaN (no warning)."""
+    with warnings.catch_warnings():  # "mean of empty slice" for behaviors absent everywhere
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(values, axis=0)
+
+
+def _mean_finite(ap: np.ndarray) -> float:
+    """mAP: the mean of the defined APs, NaN when none is."""
+    return float(np.nanmean(ap)) if np.isfinite(ap).any() else float("nan")
 
 
 def chance_row(dataset: Dataset) -> Row:
@@ -325,9 +345,7 @@ def chance_row(dataset: Dataset) -> Row:
         rate = np.where((positives > 0) & (dataset.y[train] == 1).any(0),
                         positives / np.maximum(labeled, 1), np.nan)
         rates.append(rate)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return Row("chance (test prevalence)", np.nanmean(np.stack(rates), axis=0), 0.0)
+    return Row("chance (test prevalence)", _nanmean(np.stack(rates)), 0.0)
 
 
 # ----------------------------------------------------------------------------------- driver
@@ -344,6 +362,7 @@ def run_benchmark(
     probe_kinds: Sequence[str] = PROBE_KINDS,
     params: WindowParams | None = None,
     max_epochs: int | None = None,
+    seeds: Sequence[int] | None = None,
 ) -> Result:
     """Run every method on every dataset and return the tables and step timings.
 
@@ -365,6 +384,9 @@ def run_benchmark(
         Feature extraction windows; default sliding windows (hop 8) pooled to a 4x4 token grid.
     max_epochs : int, optional
         Probe training epochs cap; default the probes' own (10 with ``quick``).
+    seeds : sequence of int, optional
+        Probe ``random_state`` values; each probe row averages them (default 0, 1, 2; 0 with
+        ``quick``).
 
     Returns
     -------
@@ -375,6 +397,7 @@ def run_benchmark(
     """
     if max_epochs is None and quick:
         max_epochs = 10
+    seeds = list(seeds if seeds is not None else ((0,) if quick else (0, 1, 2)))
     reference = load_encoder(model)
     # hop 8 for 16-frame clips; never past the clip span of short test models
     params = params or WindowParams(tokens="grid", grid=4,
@@ -385,7 +408,7 @@ def run_benchmark(
               + (f", stride {params.stride}" if params.stride > 1 else "")
               + f", tokens pooled to a {grid}")
     result = Result(model=model, model_sha=str(reference.weights_sha256), window=window,
-                    max_epochs=max_epochs)
+                    max_epochs=max_epochs, seeds=seeds)
     with _Timer(result, "synthetic clips (generate or reuse)"):
         datasets = [synthetic_dataset(cache / "synth", n_train, n_test, synth_seed,
                                       synth_config or SynthConfig())]
@@ -408,12 +431,12 @@ def run_benchmark(
                                       result.timings[-1][1])
             for kind in probe_kinds:
                 with _Timer(result, f"{dataset.name}: {label} + {kind} probe (fit + predict)"):
-                    rows.append(evaluate(dataset, features, probe_method(kind, max_epochs),
-                                         f"{label} + {kind}"))
+                    methods = [probe_method(kind, max_epochs, seed) for seed in seeds]
+                    rows.append(evaluate(dataset, features, methods, f"{label} + {kind}"))
         with _Timer(result, f"{dataset.name}: pixel features"):
             pixels = [pixel_features(v, cache / "pixels") for v in dataset.videos]
         with _Timer(result, f"{dataset.name}: pixels + PCA + logreg (fit + predict)"):
-            rows.append(evaluate(dataset, pixels, pixel_method, "pixels + PCA + logreg"))
+            rows.append(evaluate(dataset, pixels, [pixel_method], "pixels + PCA + logreg"))
     return result
 
 
@@ -422,12 +445,13 @@ def _fmt(value: float) -> str:
 
 
 def format_table(dataset: Dataset, rows: list[Row]) -> str:
-    """A Markdown table: one row per method, AP per behavior, mAP, fit + predict seconds."""
-    header = ["method", *dataset.behaviors, "mAP", "fit+predict s"]
+    """A Markdown table: one row per method, AP per behavior, mAP, its sd over probe seeds,
+    fit + predict seconds (per seed)."""
+    header = ["method", *dataset.behaviors, "mAP", "sd", "fit+predict s"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = [row.method, *(_fmt(a) for a in row.ap), f"**{_fmt(row.mean_ap)}**",
-                 f"{row.seconds:.1f}"]
+                 _fmt(row.map_sd), f"{row.seconds:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -458,6 +482,7 @@ def format_result(result: Result, command: str) -> str:
                    "so its rows are a second random-weight control."
                    if result.model_sha.startswith("random-init-") else "")
     epochs = f", at most {result.max_epochs} epochs" if result.max_epochs else ""
+    seeds = ", ".join(str(x) for x in result.seeds)
     parts = [
         "# Probe evidence: frozen encoder features vs. baselines",
         "",
@@ -466,16 +491,17 @@ def format_result(result: Result, command: str) -> str:
         f"```bash\n{command}\n```",
         "",
         f"Encoder: `{result.model}` (weights sha256 `{sha}`).{random_note} Rows: each probe kind "
-        "(`prism_science.probes`, `class_weight='balanced'`, `random_state=0`, defaults "
-        f"otherwise{epochs}) on the encoder's per-frame features ({result.window}: the "
+        f"(`prism_science.probes`, `class_weight='balanced'`, `random_state` in {seeds}, "
+        f"defaults otherwise{epochs}) on the encoder's per-frame features ({result.window}: the "
         "attention probe attends over the grid tokens, the others get their mean); the same "
         "probes on the same architecture with random weights "
         f"(seed {RANDOM_SEED}); and a baseline without encoder: 16x16 grayscale pixels plus the "
         "absolute difference to the previous frame, standardised, PCA to 64 dimensions, one "
         "balanced logistic regression per behavior. AP = average precision over labeled test "
         "frames (`prism_science.metrics.average_precision`); `-` = no positive in the test or "
-        "training frames; mAP = mean over the other behaviors. The chance row is the AP of "
-        "uninformative scores (the test prevalence of each behavior).",
+        "training frames; mAP = mean over the other behaviors. Probe rows average their APs over "
+        "the seeds; `sd` is the standard deviation of mAP over the seeds. The chance row is the "
+        "AP of uninformative scores (the test prevalence of each behavior).",
         "",
     ]
     for name, rows in result.tables.items():
@@ -484,8 +510,8 @@ def format_result(result: Result, command: str) -> str:
                   "", summarize(rows), ""]
     parts += [
         "## Caveats", "",
-        "- One training seed per row and a few thousand frames: differences of a few AP points "
-        "between rows are within run-to-run noise (thread count alone changes the last digit).",
+        "- A few thousand frames and one dataset split: differences of a few AP points between "
+        "rows are within noise (compare with `sd`, which covers probe seeds only).",
         "- Fly clip: every positive frame lies in one episode at the end of the clip (frames "
         "1045-1491), so a method can score well by recognising that episode's appearance "
         "(where the flies are, how they are posed) rather than the wing itself. The blocked "

@@ -70,7 +70,7 @@ class DemoOptions:
     out: Path = Path("demo_output")
     model: str = "default"
     sample_dir: Path | None = None
-    n_synthetic: int = 6
+    n_synthetic: int = 9
     probe: str = "temporal"
     block_frames: int = 100
     hop: int = 8

@@ -675,7 +675,6 @@ def make_caption(
     return "; ".join(sentences) + "."
 
 
-_caption = make_caption  # former private name, still imported by prism_training.data
 
 
 # ---------------------------------------------------------------------------------- clips

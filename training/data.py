@@ -535,7 +535,7 @@ def write_synth_window_manifest(
     """
     # The synthetic world's caption template (one place for it), applied to a segment.
     from prism_science.synth import BEHAVIORS, AnimalAttributes
-    from prism_science.synth import _caption as synth_caption
+    from prism_science.synth import make_caption as synth_caption
 
     synth_dir = Path(synth_dir)
     metas = sorted(synth_dir.glob("*.json"), key=lambda p: natural_sort_key(p.name))

@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", default="default", help="encoder name or weights folder")
     parser.add_argument("--sample-dir", type=Path, default=None,
                         help="the repository's sample_data/ folder (default: beside the code)")
-    parser.add_argument("--synthetic-videos", type=int, default=6,
+    parser.add_argument("--synthetic-videos", type=int, default=9,
                         help="synthetic videos to generate (0: fly clip only)")
     parser.add_argument("--probe", default="temporal",
                         choices=["linear", "mlp", "attention", "temporal"], help="probe kind")

@@ -64,5 +64,5 @@ def test_features_cached_and_markdown_written(evidence, result):
     assert "## synthetic" in text and "pixels + PCA + logreg" in text
     assert "Best encoder probe: encoder + " in text
     header = next(line for line in text.splitlines() if line.startswith("| method"))
-    assert header.split(" | ")[1:-2] == list(BEHAVIORS)
+    assert header.split(" | ")[1:-3] == list(BEHAVIORS)
     assert any(step.startswith("synthetic: encoder features") for step, _ in run.timings)

@@ -37,6 +37,8 @@ def test_stage1_one_run_writes_weights_tokenizer_logs(stage1_run: Path) -> None:
     model = load_model(final)
     assert model.tokenizer is not None
     assert model.config.vocabulary_size == model.tokenizer.vocab_size
+    # Whole-word pieces: five words plus the "." that canonicalisation appends.
+    assert len(model.tokenizer.encode("a red square moves right")) == 6
     logs = [json.loads(line) for line in (stage1_run / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in logs] == [1, 2]
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in logs)
