@@ -62,7 +62,7 @@ def main() -> int:
     from napari_prism._extract_widget import extract_task
     from napari_prism._link import link
     from napari_prism._probe_widget import format_metrics
-    from napari_prism._training import (
+    from prism_science.session.training import (
         LabeledVideo,
         build_training_set,
         predict_stored_video,

@@ -24,17 +24,17 @@ from qtpy.QtWidgets import (
 )
 
 from prism_science.errors import PrismError, ProbeError, StoreError
-
-from ._context import STORE_KEY, VIDEO_ID_KEY, notify_error, notify_info, prism_layers
-from ._link import link
-from ._tasks import Progress, TaskCancelled, TaskPanel
-from ._training import (
+from prism_science.session.training import (
     LabeledVideo,
     TrainResult,
     build_training_set,
     predict_stored_video,
     train_probe,
 )
+
+from ._context import STORE_KEY, VIDEO_ID_KEY, notify_error, notify_info, prism_layers
+from ._link import link
+from ._tasks import Progress, TaskCancelled, TaskPanel
 
 if TYPE_CHECKING:
     import napari

@@ -1,4 +1,4 @@
-"""Qt-free glue of the Train and predict widget: sessions + stored features -> probes.
+"""Labeling sessions + stored features -> probes: what the plugin's Train and predict widget runs.
 
 Everything here calls the library's public functions (store, labels, probes, metrics); the
 widget only runs these steps in a worker and shows the results.
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from prism_science.errors import ProbeError, StoreError
-from prism_science.session import LabelingSession
+from prism_science.session._session import LabelingSession
 
 __all__ = [
     "LabeledVideo",
