@@ -231,7 +231,37 @@ class _Embedding(nn.Module):
         self.emb_var = nn.Parameter(torch.zeros(length, dim))
 
 
-class VideoEncoder(nn.Module):
+class ClipGeometry:
+    """The clip geometry every video model exposes (ARCHITECTURE.md), read from ``config``.
+
+    Mixed into the encoder, the classifier and the video-text model, whose configs all carry
+    ``num_frames``, ``image_size``, ``patch_size`` and ``model_dim``.
+    """
+
+    config: VideoEncoderConfig
+
+    @property
+    def num_frames(self) -> int:
+        """Frames per clip the model was trained on."""
+        return self.config.num_frames
+
+    @property
+    def image_size(self) -> int:
+        """Frame side length (pixels) the model was trained on."""
+        return self.config.image_size
+
+    @property
+    def patch_size(self) -> int:
+        """Patch side length in pixels."""
+        return self.config.patch_size
+
+    @property
+    def model_dim(self) -> int:
+        """Token width D."""
+        return self.config.model_dim
+
+
+class VideoEncoder(ClipGeometry, nn.Module):
     """The factorized space-time video encoder.
 
     Parameters
@@ -274,27 +304,6 @@ class VideoEncoder(nn.Module):
         # Official TrainablePositionalEmbedding uses lecun_normal over a (L, D) table.
         for emb in (self.spatial_pos_emb.emb_var, self.temporal_pos_emb.emb_var):
             nn.init.trunc_normal_(emb, std=0.02, a=-0.04, b=0.04)
-
-    # -- properties of the public contract -------------------------------------------------
-    @property
-    def num_frames(self) -> int:
-        """Frames per clip the model was trained on."""
-        return self.config.num_frames
-
-    @property
-    def image_size(self) -> int:
-        """Frame side length (pixels) the model was trained on."""
-        return self.config.image_size
-
-    @property
-    def patch_size(self) -> int:
-        """Patch side length in pixels."""
-        return self.config.patch_size
-
-    @property
-    def model_dim(self) -> int:
-        """Token width D."""
-        return self.config.model_dim
 
     # -- forward ---------------------------------------------------------------------------
     def forward(

@@ -15,7 +15,12 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from prism_science.models.encoder import ConfigError, VideoEncoder, VideoEncoderConfig
+from prism_science.models.encoder import (
+    ClipGeometry,
+    ConfigError,
+    VideoEncoder,
+    VideoEncoderConfig,
+)
 from prism_science.models.layers import VisionTransformer, init_weights, l2_normalize
 from prism_science.models.pooler import AttenTokenPoolingLayer
 from prism_science.models.text import TEXT_MAX_LENGTH, TextEncoder, Tokenizer
@@ -56,7 +61,7 @@ class VideoTextConfig(VideoEncoderConfig):
         return VideoEncoderConfig(**{k: v for k, v in self.to_dict().items() if k in names})
 
 
-class VideoTextModel(nn.Module):
+class VideoTextModel(ClipGeometry, nn.Module):
     """Video-text (LvT) model: contrastive video, frame and text embeddings.
 
     ``model(video)`` returns the video encoder's tokens (B, T*h*w, D) like every other model;
@@ -87,11 +92,6 @@ class VideoTextModel(nn.Module):
             c.vocabulary_size, c.model_dim, c.num_unimodal_layers, c.num_heads, 4 * c.model_dim,
             c.atten_logit_cap, c.text_norm_policy, c.enable_causal_atten, c.attention,
         )
-
-    num_frames = property(lambda self: self.config.num_frames, doc="Trained frames per clip.")
-    image_size = property(lambda self: self.config.image_size, doc="Trained frame size (px).")
-    patch_size = property(lambda self: self.config.patch_size, doc="Patch size (px).")
-    model_dim = property(lambda self: self.config.model_dim, doc="Token width D.")
 
     def forward(
         self, video: torch.Tensor, frame_paddings: torch.Tensor | None = None

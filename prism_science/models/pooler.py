@@ -10,7 +10,12 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from prism_science.models.encoder import ConfigError, VideoEncoder, VideoEncoderConfig
+from prism_science.models.encoder import (
+    ClipGeometry,
+    ConfigError,
+    VideoEncoder,
+    VideoEncoderConfig,
+)
 from prism_science.models.layers import (
     DotProductAttention,
     FeedForward,
@@ -85,7 +90,7 @@ class VideoClassifierConfig(VideoEncoderConfig):
         return VideoEncoderConfig(**fields)
 
 
-class VideoClassifier(nn.Module):
+class VideoClassifier(ClipGeometry, nn.Module):
     """Video classifier: ``encoder`` -> ``atten_pooler`` (hidden D) -> linear ``projection``.
 
     ``model(video)`` returns the logits (B, num_classes); see :meth:`forward_intermediates`.
@@ -102,11 +107,6 @@ class VideoClassifier(nn.Module):
         )
         self.projection = FeedForward(config.model_dim, config.num_classes)
         init_weights(self.projection)
-
-    num_frames = property(lambda self: self.config.num_frames, doc="Trained frames per clip.")
-    image_size = property(lambda self: self.config.image_size, doc="Trained frame size (px).")
-    patch_size = property(lambda self: self.config.patch_size, doc="Patch size (px).")
-    model_dim = property(lambda self: self.config.model_dim, doc="Token width D.")
 
     def forward(
         self, video: torch.Tensor, frame_paddings: torch.Tensor | None = None
