@@ -4,14 +4,18 @@ Compares encoders of the same architecture: random initialisation, stage 1 only,
 and stage 2 without token shuffling / without global distillation (each ablation arm trained
 from the same stage-1 teacher with the same budget), plus the bundled default run if present.
 
-Probes (scikit-learn logistic regression on standardised features, 3-fold cross-validation
-grouped by clip) on held-out clips the encoders never saw:
+Probes (scikit-learn logistic regression on standardised features, 5-fold cross-validation
+grouped by clip; the table gives the mean of the folds' mAP and their standard deviation) on
+4 windows of each held-out clip the encoders never saw:
 
 * appearance, per 16-frame window (mean of all tokens): which colours / sizes of animal are
   present, and whether a striped one is (11 binary tasks, mean average precision);
 * motion, per frame (mean of the frame's tokens): which of the 10 behaviors some animal is doing
   (10 binary tasks, mean average precision) -- rest and groom, walk and chase differ only in
   motion.
+
+A row without any encoder calibrates the probes: 16x16 pixels plus the absolute difference to
+the previous frame (PCA to 64 dimensions), the same logistic regressions.
 
 Usage::
 
@@ -52,8 +56,10 @@ ARM_DIRS = {
     "stage2_no_shuffle": ABLATION / "stage2_no_shuffle",
     "stage2_no_global": ABLATION / "stage2_no_global",
 }
+PIXELS = "pixels + frame difference, PCA 64 (no encoder)"
 WINDOW = 16
-WINDOWS_PER_CLIP = 2
+WINDOWS_PER_CLIP = 4
+FOLDS = 5
 
 logger = logging.getLogger("pretrain_ablation")
 
@@ -121,6 +127,25 @@ def features(model: torch.nn.Module, frames: np.ndarray, batch: int = 4) -> np.n
     return np.concatenate(out)
 
 
+def pixel_features(frames: np.ndarray, dims: int = 64) -> np.ndarray:
+    """No encoder: per frame, 16x16 RGB pixels plus the absolute grey-level difference to the
+    previous frame (the motion cue), standardised and reduced by PCA to ``dims`` -> (W, T, dims).
+
+    The PCA is fitted on all windows (unsupervised; no label is seen).
+    """
+    import torch.nn.functional as F
+    from sklearn.decomposition import PCA
+
+    w, t = frames.shape[:2]
+    video = torch.from_numpy(frames).float().flatten(0, 1).permute(0, 3, 1, 2) / 255.0
+    small = F.adaptive_avg_pool2d(video, 16).reshape(w, t, 3, 256).numpy()  # (W, T, 3, 256)
+    grey = small.mean(2)
+    motion = np.abs(np.diff(grey, axis=1, prepend=grey[:, :1]))
+    x = np.concatenate([small.reshape(w, t, -1), motion], -1).reshape(w * t, -1)
+    x = (x - x.mean(0)) / (x.std(0) + 1e-6)
+    return PCA(dims, random_state=0).fit_transform(x).reshape(w, t, dims).astype(np.float32)
+
+
 def encoder_features(label: str, source: str | None, frames: np.ndarray) -> np.ndarray | None:
     """Cached features of one encoder (``source``: weights folder, or None for random init)."""
     if source is None:
@@ -144,33 +169,46 @@ def encoder_features(label: str, source: str | None, frames: np.ndarray) -> np.n
     return feats
 
 
-def probe_map(x: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int = 3) -> float:
-    """Mean over binary tasks (columns of y) of the grouped-CV average precision."""
+def _fold_task_ap(x: np.ndarray, target: np.ndarray, train: np.ndarray,
+                  test: np.ndarray) -> float | None:
+    """AP on ``test`` of a logistic regression fit on ``train`` (None: no positives to score)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import average_precision_score
-    from sklearn.model_selection import GroupKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    scores = []
-    for task in range(y.shape[1]):
-        target = y[:, task]
-        if target.min() == target.max():
-            continue
-        fold_scores = []
-        for train, test in GroupKFold(folds).split(x, target, groups):
-            if target[train].min() == target[train].max() or target[test].max() == 0:
-                continue
-            probe = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=500))
-            probe.fit(x[train], target[train])
-            fold_scores.append(average_precision_score(target[test],
-                                                       probe.predict_proba(x[test])[:, 1]))
-        if fold_scores:
-            scores.append(float(np.mean(fold_scores)))
-    return float(np.mean(scores))
+    if target[train].min() == target[train].max() or target[test].max() == 0:
+        return None
+    probe = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=500))
+    probe.fit(x[train], target[train])
+    return float(average_precision_score(target[test], probe.predict_proba(x[test])[:, 1]))
 
 
-def evaluate(test_dir: Path, encoders: dict[str, str | None]) -> list[dict[str, float]]:
+def probe_map(x: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int = FOLDS,
+              n_jobs: int = 1) -> tuple[float, float]:
+    """Grouped-CV mean average precision over the binary tasks (columns of y).
+
+    Returns the mean over folds of each fold's mAP (tasks with positives in the fold's train
+    and test parts), and the standard deviation of the fold mAPs. The (fold, task) fits run
+    in ``n_jobs`` processes.
+    """
+    from joblib import Parallel, delayed
+    from sklearn.model_selection import GroupKFold
+
+    splits = list(GroupKFold(folds).split(x, y, groups))
+    jobs = [(f, k) for f in range(len(splits)) for k in range(y.shape[1])]
+    aps = Parallel(n_jobs=n_jobs)(delayed(_fold_task_ap)(x, y[:, k], *splits[f])
+                                  for f, k in jobs)
+    fold_maps = []
+    for f in range(len(splits)):
+        scores = [ap for (g, _), ap in zip(jobs, aps, strict=True) if g == f and ap is not None]
+        if scores:
+            fold_maps.append(float(np.mean(scores)))
+    return float(np.mean(fold_maps)), float(np.std(fold_maps))
+
+
+def evaluate(test_dir: Path, encoders: dict[str, str | None],
+             n_jobs: int = 1) -> list[dict[str, float]]:
     data = load_eval_set(test_dir, 128)
     groups = data["groups"]
     w, t = data["behaviors"].shape[:2]
@@ -183,13 +221,20 @@ def evaluate(test_dir: Path, encoders: dict[str, str | None]) -> list[dict[str, 
                                               data["behaviors"].reshape(w * t, -1).T
                                               if 0 < c.mean() < 1]))})
     for label, source in encoders.items():
-        feats = encoder_features(label, source, data["frames"])
+        if label == PIXELS:
+            feats = pixel_features(data["frames"])
+        else:
+            feats = encoder_features(label, source, data["frames"])
         if feats is None:
             continue
-        appearance = probe_map(feats.mean(1), data["appearance"], groups)
-        motion = probe_map(feats.reshape(w * t, -1), data["behaviors"].reshape(w * t, -1),
-                           np.repeat(groups, t))
-        rows.append({"encoder": label, "appearance_mAP": appearance, "motion_mAP": motion})
+        appearance, appearance_sd = probe_map(feats.mean(1), data["appearance"], groups,
+                                              n_jobs=n_jobs)
+        motion, motion_sd = probe_map(feats.reshape(w * t, -1),
+                                      data["behaviors"].reshape(w * t, -1), np.repeat(groups, t),
+                                      n_jobs=n_jobs)
+        rows.append({"encoder": label, "appearance_mAP": appearance,
+                     "appearance_sd": appearance_sd, "motion_mAP": motion,
+                     "motion_sd": motion_sd})
         logger.info("%s: appearance %.3f motion %.3f", label, appearance, motion)
     return rows
 
@@ -216,14 +261,17 @@ def main(argv: list[str] | None = None) -> int:
                    args.arms.split(","))
         return 0
     encoders: dict[str, str | None] = {
+        PIXELS: None,
         "random init": None,
         "stage 1 only": args.teacher,
         **{arm.replace("_", " "): str(ARM_DIRS[arm] / "final") for arm in ARMS},
     }
-    rows = evaluate(Path(args.test_dir), encoders)
-    print(f"{'encoder':28s} {'appearance mAP':>15s} {'motion mAP':>11s}")
+    rows = evaluate(Path(args.test_dir), encoders, n_jobs=args.threads)
+    print(f"{'encoder':28s} {'appearance mAP (sd)':>20s} {'motion mAP (sd)':>16s}")
     for row in rows:
-        print(f"{row['encoder']:28s} {row['appearance_mAP']:15.3f} {row['motion_mAP']:11.3f}")
+        app = f"{row['appearance_mAP']:.3f} ({row.get('appearance_sd', 0):.3f})"
+        mot = f"{row['motion_mAP']:.3f} ({row.get('motion_sd', 0):.3f})"
+        print(f"{row['encoder']:28s} {app:>20s} {mot:>16s}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
     return 0

@@ -24,7 +24,7 @@ from sklearn.model_selection import GroupKFold
 
 from prism_science import metrics
 from prism_science.errors import PrismError
-from prism_science.probes.postprocess import group_runs, postprocess_binary
+from prism_science.probes.postprocess import binarize_predictions, group_runs
 
 logger = logging.getLogger(__name__)
 
@@ -533,8 +533,8 @@ def cross_validate(
         model = clone(probe).fit(X[train], y[train], groups=groups[train],
                                  behavior_names=behavior_names)
         scores = model.predict_proba(X[test], groups=groups[test])
-        pred = postprocess_binary(model.predict(X[test], groups=groups[test]), min_bout,
-                                  max_gap, groups[test])
+        pred = binarize_predictions(scores, model.thresholds_,
+                                    {"min_bout": min_bout, "max_gap": max_gap}, groups[test])
         report = evaluate_predictions(
             y[test], scores, pred, behavior_names, groups[test], iou_thresholds,
             thresholds=model.thresholds_, metadata={"fold": fold},

@@ -39,7 +39,8 @@ from prism_science.store import (
     open_store,
     video_id_from_path,
 )
-from prism_science.video import IMAGE_EXTENSIONS, content_hash, open_video
+from prism_science.video import content_hash, open_video
+from prism_science.video_index import IMAGE_EXTENSIONS
 from prism_science.windows import WindowParams
 
 __all__ = [

@@ -17,7 +17,8 @@ A feature set is written chunk by chunk; each chunk's ``chunk_done`` marker is s
 values, and ``complete`` after every marker, so a run killed at any moment leaves a store that a
 rerun completes without losing what was written. ``chunk_done`` has one Zarr chunk per marker,
 so workers writing different chunks of one video never touch the same file. HDF5 files are
-single-writer: the distributed mode needs Zarr.
+single-writer: the distributed mode needs Zarr. The two file formats are reached through
+:mod:`prism_science.store_backends`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ import numpy as np
 
 from prism_science import __version__
 from prism_science.errors import StoreError
+from prism_science.store_backends import HDF5Backend, ZarrBackend, jsonable
 
 __all__ = [
     "CHUNK_BYTES_LIMIT",
@@ -142,178 +143,6 @@ class Features:
     chunk_frames: int
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-class _ZarrBackend:
-    """Node access by '/'-joined paths on a Zarr v3 group."""
-
-    def __init__(self, path: Path, mode: str) -> None:
-        import zarr
-
-        if path.exists() and not path.is_dir():
-            raise StoreError(
-                f"{path}: is a file, not a Zarr store; give a folder path, or a .h5 path for HDF5"
-            )
-        if (path / ".zgroup").exists() or (path / ".zarray").exists():
-            raise StoreError(
-                f"{path}: is a Zarr v2 store; prism-science writes Zarr v3: use another path"
-            )
-        if mode in ("a", "r+", "r") and path.is_dir() and any(path.iterdir()) and not (
-            path / "zarr.json"
-        ).exists():
-            raise StoreError(
-                f"{path}: is a non-empty folder that is not a Zarr store; give a new path"
-            )
-        if mode in ("r", "r+") and not (path / "zarr.json").exists():
-            raise StoreError(f"{path}: no store there (zarr.json missing); check the path")
-        if mode == "w" and path.exists():
-            shutil.rmtree(path)
-        self.root = zarr.open_group(str(path), mode="a" if mode == "w" else mode, zarr_format=3)
-
-    def node(self, path: str) -> Any:
-        return self.root[path] if path else self.root
-
-    def exists(self, path: str) -> bool:
-        try:
-            self.node(path)
-        except KeyError:
-            return False
-        return True
-
-    def is_group(self, path: str) -> bool:
-        import zarr
-
-        return isinstance(self.node(path), zarr.Group)
-
-    def attrs(self, path: str) -> dict[str, Any]:
-        return dict(self.node(path).attrs)
-
-    def set_attrs(self, path: str, values: dict[str, Any]) -> None:
-        self.node(path).attrs.update(_jsonable(values))
-
-    def groups(self, path: str) -> list[str]:
-        return sorted(self.node(path).group_keys())
-
-    def children(self, path: str) -> list[str]:
-        node = self.node(path)
-        return sorted([*node.group_keys(), *node.array_keys()])
-
-    def require_group(self, path: str) -> None:
-        node = self.root
-        for part in path.split("/"):
-            node = node.require_group(part)
-
-    def create_array(self, path: str, shape: tuple[int, ...], chunks: tuple[int, ...],
-                     dtype: Any, data: np.ndarray | None = None) -> Any:
-        parent, _, name = path.rpartition("/")
-        if parent:
-            self.require_group(parent)
-        group = self.node(parent)
-        if data is not None:
-            return group.create_array(name, data=data, chunks=chunks, overwrite=True)
-        return group.create_array(name, shape=shape, chunks=chunks, dtype=dtype, fill_value=0,
-                                  overwrite=True)
-
-    def delete(self, path: str) -> None:
-        parent, _, name = path.rpartition("/")
-        del self.node(parent)[name]
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-class _HDF5Backend:
-    """Node access on an HDF5 file; attribute values are stored as JSON strings."""
-
-    def __init__(self, path: Path, mode: str) -> None:
-        import h5py
-
-        if mode in ("r", "r+") and not path.is_file():
-            raise StoreError(f"{path}: no HDF5 store there; check the path")
-        if path.is_dir():
-            raise StoreError(f"{path}: is a folder; an HDF5 store is a file (or use Zarr)")
-        if path.exists() and mode in ("r", "r+", "a") and not h5py.is_hdf5(path):
-            raise StoreError(f"{path}: is not an HDF5 file; give a new path")
-        try:
-            self.file = h5py.File(path, mode)
-        except OSError as exc:
-            raise StoreError(
-                f"{path}: cannot open the HDF5 store in mode {mode!r} ({exc}); HDF5 files take "
-                "one writer at a time: close other programs using it, or use a Zarr store"
-            ) from exc
-
-    def node(self, path: str) -> Any:
-        return self.file[path] if path else self.file
-
-    def exists(self, path: str) -> bool:
-        return not path or path in self.file
-
-    def is_group(self, path: str) -> bool:
-        import h5py
-
-        return isinstance(self.node(path), h5py.Group)
-
-    def attrs(self, path: str) -> dict[str, Any]:
-        out = {}
-        for key, value in self.node(path).attrs.items():
-            text = value.decode() if isinstance(value, bytes) else value
-            out[key] = json.loads(text) if isinstance(text, str) else _jsonable(text)
-        return out
-
-    def set_attrs(self, path: str, values: dict[str, Any]) -> None:
-        attrs = self.node(path).attrs
-        for key, value in values.items():
-            attrs[key] = json.dumps(_jsonable(value))
-
-    def groups(self, path: str) -> list[str]:
-        import h5py
-
-        node = self.node(path)
-        return sorted(k for k in node if isinstance(node[k], h5py.Group))
-
-    def children(self, path: str) -> list[str]:
-        return sorted(self.node(path).keys())
-
-    def require_group(self, path: str) -> None:
-        self.file.require_group(path)
-
-    def create_array(self, path: str, shape: tuple[int, ...], chunks: tuple[int, ...],
-                     dtype: Any, data: np.ndarray | None = None) -> Any:
-        if path in self.file:
-            del self.file[path]
-        # HDF5 chunks may not exceed a fixed-size dataset's shape.
-        shape = data.shape if data is not None else shape
-        chunks = tuple(max(1, min(c, s)) for c, s in zip(chunks, shape, strict=True))
-        if data is not None:
-            return self.file.create_dataset(path, data=data, chunks=chunks or None)
-        return self.file.create_dataset(path, shape=shape, dtype=dtype, chunks=chunks or None,
-                                        fillvalue=0)
-
-    def delete(self, path: str) -> None:
-        del self.file[path]
-
-    def flush(self) -> None:
-        self.file.flush()
-
-    def close(self) -> None:
-        self.file.close()
-
-
 class FeatureStore:
     """A store of videos, their per-frame features, and other modules' arrays and documents.
 
@@ -327,8 +156,8 @@ class FeatureStore:
         self.path = Path(path)
         self.mode = mode
         self.format = store_format(self.path, format)
-        backend = _ZarrBackend if self.format == "zarr" else _HDF5Backend
-        self._b: _ZarrBackend | _HDF5Backend = backend(self.path, mode)
+        backend = ZarrBackend if self.format == "zarr" else HDF5Backend
+        self._b: ZarrBackend | HDF5Backend = backend(self.path, mode)
         try:
             self._check_schema()
         except StoreError:
@@ -566,7 +395,7 @@ class FeatureStore:
         # A set whose attributes were never written was interrupted while being created.
         if "chunk_frames" in attrs and not overwrite:
             old = attrs.get("provenance", {})
-            if all(old.get(f) == _jsonable(provenance.get(f)) for f in IDENTITY_FIELDS):
+            if all(old.get(f) == jsonable(provenance.get(f)) for f in IDENTITY_FIELDS):
                 return int(attrs["chunk_frames"])
             raise StoreError(
                 f"{self.path}: video {video_id!r} already has features {key!r} from "
@@ -814,7 +643,7 @@ class FeatureStore:
         """Write (or replace) a JSON document, stored as UTF-8 bytes in a uint8 array."""
         self._require_writable()
         path = self._clear_item(video_id, relpath)
-        data = np.frombuffer(json.dumps(_jsonable(obj)).encode("utf-8"), dtype=np.uint8)
+        data = np.frombuffer(json.dumps(jsonable(obj)).encode("utf-8"), dtype=np.uint8)
         self._b.create_array(path, data.shape, (max(1, data.shape[0]),), np.uint8, data=data)
         self._b.set_attrs(path, {"kind": "json"})
 

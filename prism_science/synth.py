@@ -6,7 +6,8 @@ same place, grooming wobbles the head and forelimbs; walking and chasing differ 
 following another animal -- so telling them apart needs video, not a single frame. Appearance
 varies per clip (body colours, sizes, stripes, background, lighting, camera noise, blur,
 compression) and animals in one clip have distinct identities. A templated caption describes who
-does what. Everything is drawn with numpy and is deterministic by seed. See docs/synth.md.
+does what. Everything is drawn with numpy (:mod:`prism_science.synth_render`) and is
+deterministic by seed. See docs/synth.md.
 """
 
 from __future__ import annotations
@@ -20,11 +21,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import av
 import numpy as np
-from scipy.ndimage import gaussian_filter, zoom
 
 from prism_science.errors import PrismError
+from prism_science.synth_render import encode_h264, render_background, render_frame, render_lighting
 
 __all__ = [
     "BEHAVIORS",
@@ -491,123 +491,6 @@ class _World:
                     self._inside(b)
 
 
-# ---------------------------------------------------------------------------------- rendering
-def _draw_ellipse(
-    canvas: np.ndarray,
-    cx: float,
-    cy: float,
-    a: float,
-    b: float,
-    angle: float,
-    colour: np.ndarray,
-    *,
-    shade: float = 0.0,
-    stripes: float = 0.0,
-    period: float = 1.0,
-    opacity: float = 1.0,
-    soft: float = 1.0,
-) -> None:
-    """Blend an anti-aliased, optionally shaded and striped ellipse into ``canvas`` in place."""
-    h, w = canvas.shape[:2]
-    r = max(a, b) + soft + 1.0
-    x0, x1 = max(0, int(cx - r)), min(w, int(cx + r) + 2)
-    y0, y1 = max(0, int(cy - r)), min(h, int(cy + r) + 2)
-    if x0 >= x1 or y0 >= y1:
-        return
-    dx = np.arange(x0, x1, dtype=np.float32)[None, :] + (0.5 - cx)  # (1, w)
-    dy = np.arange(y0, y1, dtype=np.float32)[:, None] + (0.5 - cy)  # (h, 1)
-    c, s = math.cos(angle), math.sin(angle)
-    u = dx * c + dy * s  # along the major axis, (h, w)
-    v = dy * c - dx * s  # across
-    rr = np.sqrt((u / a) ** 2 + (v / b) ** 2)
-    alpha = np.clip((1.0 - rr) * (min(a, b) / soft) + 0.5, 0.0, 1.0)
-    if opacity != 1.0:
-        alpha *= opacity
-    region = canvas[y0:y1, x0:x1]
-    if shade or stripes:
-        factor = np.ones_like(u)
-        if shade:
-            factor -= shade * np.minimum((v / b) ** 2, 1.0)
-        if stripes:
-            factor *= 1.0 - stripes * (0.5 + 0.5 * np.sin(u * (2 * math.pi / period)))
-        region += alpha[..., None] * (factor[..., None] * colour - region)
-    else:
-        region += alpha[..., None] * (colour - region)
-
-
-def _draw_animal(
-    canvas: np.ndarray, animal: _Animal, colour: np.ndarray, stripes: bool, t: float
-) -> None:
-    L = animal.length
-    h = animal.heading
-    d = np.array([math.cos(h), math.sin(h)])
-    p = np.array([-d[1], d[0]])
-    centre = np.array([animal.x, animal.y])
-    breathe = 1.0 + 0.04 * math.sin(2 * math.pi * 1.3 * t) if animal.behavior == "rest" else 1.0
-    dark = colour * 0.55
-    pink = 0.5 * colour + 0.5 * np.array([230.0, 150.0, 150.0])
-    # shadow
-    _draw_ellipse(canvas, centre[0] + 0.08 * L, centre[1] + 0.1 * L, 0.42 * L, 0.27 * L, h,
-                  np.zeros(3), opacity=0.3, soft=0.15 * L)
-    # tail: a swaying chain of shrinking discs
-    base = centre - d * 0.33 * L
-    sway = animal.phase * 0.5
-    for k in range(1, 8):
-        off = 0.1 * L * math.sin(sway + 0.7 * k) * k / 7
-        q = base - d * (0.085 * L * k) + p * off
-        rad = 0.04 * L * (1.0 - 0.08 * k)
-        _draw_ellipse(canvas, q[0], q[1], rad, rad, 0.0, pink * 0.8)
-    # limbs: diagonal pairs in anti-phase
-    for along, side, ph in ((0.2, 1, 0.0), (0.2, -1, math.pi), (-0.2, 1, math.pi), (-0.2, -1, 0)):
-        q = centre + d * (along * L + 0.08 * L * math.sin(animal.phase + ph)) + p * side * 0.21 * L
-        _draw_ellipse(canvas, q[0], q[1], 0.07 * L, 0.04 * L, h, dark)
-    # body
-    _draw_ellipse(canvas, centre[0], centre[1], 0.34 * L, 0.22 * L * breathe, h, colour,
-                  shade=0.35, stripes=0.35 if stripes else 0.0, period=0.13 * L)
-    # head, turned by head_yaw around the neck
-    hh = h + animal.head_yaw
-    hd = np.array([math.cos(hh), math.sin(hh)])
-    hp = np.array([-hd[1], hd[0]])
-    neck = centre + d * 0.27 * L
-    head = neck + hd * 0.13 * L
-    for side in (1, -1):
-        ear = neck + hd * 0.04 * L + hp * side * 0.1 * L
-        _draw_ellipse(canvas, ear[0], ear[1], 0.055 * L, 0.05 * L, hh, pink)
-    _draw_ellipse(canvas, head[0], head[1], 0.16 * L, 0.115 * L, hh, colour * 0.95, shade=0.3)
-    nose = neck + hd * 0.28 * L
-    _draw_ellipse(canvas, nose[0], nose[1], 0.03 * L, 0.03 * L, 0.0, pink)
-    for side in (1, -1):
-        eye = head + hd * 0.04 * L + hp * side * 0.065 * L
-        _draw_ellipse(canvas, eye[0], eye[1], 0.025 * L, 0.025 * L, 0.0, np.full(3, 15.0))
-
-
-def _background(rng: np.random.Generator, world: _World, colour: np.ndarray) -> np.ndarray:
-    h, w = world.h, world.w
-    coarse = rng.normal(0.0, 1.0, size=(6, 6))
-    texture = zoom(coarse, (h / 6, w / 6), order=3)[:h, :w] * rng.uniform(4.0, 14.0)
-    speckle = rng.normal(0.0, rng.uniform(0.0, 6.0), size=(h, w))
-    floor = colour[None, None, :] + (texture + speckle)[..., None]
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32) + 0.5
-    if world.round_arena:
-        dist = np.hypot(xs - world.cx, ys - world.cy) - world.radius
-    else:
-        dist = np.maximum(np.abs(xs - world.cx), np.abs(ys - world.cy)) - world.radius
-    inside = np.clip(0.5 - dist / 1.5, 0.0, 1.0)[..., None]
-    wall = colour * rng.uniform(0.35, 0.6)
-    return (inside * floor + (1.0 - inside) * wall).astype(np.float32)
-
-
-def _light(rng: np.random.Generator, world: _World) -> np.ndarray:
-    h, w = world.h, world.w
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32) + 0.5
-    phi = rng.uniform(0, 2 * math.pi)
-    slope = rng.uniform(0.0, 0.35)
-    gradient = 1.0 + slope * ((xs - world.cx) * math.cos(phi) + (ys - world.cy) * math.sin(phi)) / w
-    vignette = 1.0 - rng.uniform(0.0, 0.3) * ((xs - world.cx) ** 2 + (ys - world.cy) ** 2) / (
-        world.radius**2 * 2)
-    return (rng.uniform(0.8, 1.15) * gradient * vignette)[..., None].astype(np.float32)
-
-
 # ---------------------------------------------------------------------------------- captions
 def _join(phrases: list[str]) -> str:
     if len(phrases) == 1:
@@ -675,8 +558,6 @@ def make_caption(
     return "; ".join(sentences) + "."
 
 
-
-
 # ---------------------------------------------------------------------------------- clips
 def generate_clip(seed: int, config: SynthConfig | None = None) -> SynthClip:
     """Simulate and render one clip.
@@ -717,9 +598,9 @@ def generate_clip(seed: int, config: SynthConfig | None = None) -> SynthClip:
     background_name = str(rng.choice(contrast))
     n_frames = max(2, round(float(rng.uniform(*cfg.seconds)) * cfg.fps))
     world = _World(rng, cfg, [a.body_length_px for a in animals])
-    background = _background(
+    background = render_background(
         rng, world, np.array(_BACKGROUNDS[background_name], np.float32) * rng.uniform(0.9, 1.1))
-    light = _light(rng, world)
+    light = render_lighting(rng, world)
     noise = float(rng.uniform(*cfg.noise))
     blur = float(rng.uniform(*cfg.blur))
     crf = int(round(rng.uniform(*cfg.crf)))
@@ -730,8 +611,8 @@ def generate_clip(seed: int, config: SynthConfig | None = None) -> SynthClip:
     targets = np.full((n_frames, n_animals), -1, dtype=np.int64)
     tracks = np.empty((n_frames, n_animals, 3), dtype=np.float32)
     noise_rng = np.random.default_rng([seed, 1])
+    stripes = [a.stripes for a in animals]
     for t in range(n_frames):
-        canvas = background.copy()
         for k, a in enumerate(world.animals):
             behaviors[t, k] = _ID[a.behavior]
             if a.target >= 0:
@@ -739,16 +620,8 @@ def generate_clip(seed: int, config: SynthConfig | None = None) -> SynthClip:
             elif a.behavior in ("flee", "defend"):
                 targets[t, k] = a.locked_by
             tracks[t, k] = (a.x, a.y, (a.heading + math.pi) % (2 * math.pi) - math.pi)
-        # mounting animals are drawn last: they are on top
-        for k in sorted(range(n_animals), key=lambda k: world.animals[k].behavior == "mount"):
-            _draw_animal(canvas, world.animals[k], colours[k], animals[k].stripes, t / cfg.fps)
-        canvas *= light
-        if blur > 0.05:
-            canvas = gaussian_filter(canvas, sigma=(blur, blur, 0.0), mode="nearest")
-        if noise > 0:
-            canvas += noise * noise_rng.standard_normal(canvas.shape, dtype=np.float32)
-        np.clip(canvas, 0.0, 255.0, out=canvas)
-        frames[t] = (canvas + 0.5).astype(np.uint8)
+        frames[t] = render_frame(background, world.animals, colours, stripes, t / cfg.fps,
+                                 light=light, blur=blur, noise=noise, noise_rng=noise_rng)
         world.step()
     caption = make_caption(behaviors, targets, animals, cfg.species)
     appearance: dict[str, object] = {
@@ -786,23 +659,6 @@ def intervals_from_frames(ids: np.ndarray) -> list[tuple[int, int, int]]:
     return [(int(ids[s]), int(s), int(e)) for s, e in zip(starts, ends, strict=True)]
 
 
-def _write_h264(path: Path, frames: np.ndarray, fps: float, crf: int) -> None:
-    from fractions import Fraction
-
-    tmp = path.with_name(path.name + ".part")
-    with av.open(str(tmp), mode="w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-        stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(crf), "preset": "fast"}
-        for image in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    os.replace(tmp, path)
-
-
 def write_clip(clip: SynthClip, out_dir: str | os.PathLike[str], name: str) -> Path:
     """Write ``NAME.mp4`` (h264), ``NAME.labels.csv`` and ``NAME.json`` (written last).
 
@@ -822,7 +678,7 @@ def write_clip(clip: SynthClip, out_dir: str | os.PathLike[str], name: str) -> P
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     video = out / f"{name}.mp4"
-    _write_h264(video, clip.frames, clip.fps, int(clip.appearance.get("crf", 23)))
+    encode_h264(video, clip.frames, clip.fps, int(clip.appearance.get("crf", 23)))
     with open(out / f"{name}.labels.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["behavior", "subject", "start_frame", "end_frame", "start_s", "end_s",

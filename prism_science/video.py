@@ -2,7 +2,8 @@
 
 At open, every packet of the video stream is demuxed (no decoding) and its presentation time stamp
 (PTS) recorded; sorted, these PTS define the frames, so the frame count is exact whatever the
-container's metadata says and timestamps are correct for variable-frame-rate video. Random access
+container's metadata says and timestamps are correct for variable-frame-rate video (indexing:
+:mod:`prism_science.video_index`, which also defines :class:`VideoInfo`). Random access
 seeks to the keyframe at or before the target PTS and decodes forward to it; a target just ahead of
 the decoder's position is reached by decoding forward without a seek, and an LRU cache of decoded
 frames makes going back and forth (GUI scrubbing) cheap. See docs/video.md.
@@ -18,31 +19,33 @@ import dataclasses
 import hashlib
 import logging
 import os
-import re
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 
 from prism_science.errors import VideoError
+from prism_science.video_index import (
+    IMAGE_EXTENSIONS,
+    VideoInfo,
+    decoded_frames,
+    index_file,
+    index_folder,
+    natural_sort_key,
+    open_container,
+    prime,
+)
 
 __all__ = [
-    "IMAGE_EXTENSIONS",
     "VideoInfo",
     "VideoReader",
     "content_hash",
-    "natural_sort_key",
     "open_video",
 ]
 
 logger = logging.getLogger(__name__)
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
-"""File name endings (lower case) of the frames read from an image folder."""
 
 # Seeking costs a demuxer seek plus a decoder flush; for a target this close ahead of the
 # decoder's position, decoding forward is cheaper.
@@ -51,90 +54,6 @@ _INTERPOLATION = "AREA"
 
 Size = tuple[int, int]
 Crop = tuple[int, int, int, int]
-
-
-@dataclass(frozen=True, eq=False)
-class VideoInfo:
-    """What is known about a video after indexing it.
-
-    Attributes
-    ----------
-    path : Path
-        The video file or the image folder.
-    n_frames : int
-        Number of frames (decodable frames once a decode failure has been found).
-    fps : float
-        Average frame rate: (n_frames - 1) / (last - first timestamp); the nominal rate when the
-        video has a single frame; the ``fps`` argument for image folders.
-    width, height : int
-        Frame size in pixels.
-    timestamps : np.ndarray
-        (n_frames,) float64 seconds of each frame from PTS, relative to the first frame (0.0).
-    codec : str
-        Decoder name (e.g. ``"h264"``), or ``"images"`` for an image folder.
-    duration : float
-        Seconds from the first frame to the end of the last (last timestamp + one frame).
-    start_time : float
-        PTS of the first frame in seconds, in the container's clock (0.0 for image folders).
-    is_image_folder : bool
-        Whether the frames come from a folder of images.
-    pix_fmt : str
-        Pixel format of the decoded frames (e.g. ``"yuv420p"``); the PIL mode for image folders.
-    last_good_frame : int
-        Index of the last frame known to decode; ``n_frames - 1`` unless a decode failure was found.
-    """
-
-    path: Path
-    n_frames: int
-    fps: float
-    width: int
-    height: int
-    timestamps: np.ndarray
-    codec: str
-    duration: float
-    start_time: float = 0.0
-    is_image_folder: bool = False
-    pix_fmt: str = ""
-    last_good_frame: int = -1
-
-    def frame_at(self, seconds: float | np.ndarray) -> int | np.ndarray:
-        """Index of the frame on screen at ``seconds`` (the last frame whose timestamp <= it).
-
-        Parameters
-        ----------
-        seconds : float or np.ndarray
-            Time(s) from the first frame; clipped to the video.
-
-        Returns
-        -------
-        int or np.ndarray
-            Frame index, or an int64 array of the input's shape.
-        """
-        # Tolerate float error in times computed as index / fps.
-        index = np.searchsorted(self.timestamps, np.asarray(seconds) + 1e-9, side="right") - 1
-        index = np.clip(index, 0, self.n_frames - 1)
-        return int(index) if np.ndim(index) == 0 else index.astype(np.int64)
-
-    @property
-    def shape(self) -> tuple[int, int, int, int]:
-        """(n_frames, height, width, 3), the shape of the whole video as RGB frames."""
-        return (self.n_frames, self.height, self.width, 3)
-
-
-def natural_sort_key(name: str) -> list[object]:
-    """Key that sorts ``frame2`` before ``frame10`` (digit runs compare as numbers).
-
-    Parameters
-    ----------
-    name : str
-        A file name.
-
-    Returns
-    -------
-    list
-        Alternating lower-cased text and integers.
-    """
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
 def open_video(
@@ -238,181 +157,16 @@ class VideoReader:
         if not os.access(self.path, os.R_OK):
             raise VideoError(f"{self.path}: not readable (permission denied); fix its permissions")
         if self.path.is_dir():
-            self.info = self._index_folder(30.0 if fps is None else float(fps))
+            self.info, self._files = index_folder(self.path, 30.0 if fps is None else float(fps))
         else:
             if fps is not None:
                 logger.debug("%s: fps=%s ignored, timestamps come from PTS", self.path, fps)
-            self.info = self._index_file()
+            index = index_file(self.path, self._threads)
+            self.info, self._pts, self._key_pts = index.info, index.pts, index.key_pts
+            self._counted = index.counted
         self._indexed = self.info.n_frames
         if verify:
             self.verify()
-
-    # ------------------------------------------------------------------ indexing
-    def _index_folder(self, fps: float) -> VideoInfo:
-        from PIL import Image
-
-        if fps <= 0:
-            raise VideoError(f"{self.path}: fps must be positive, found {fps}")
-        files = [
-            p for p in self.path.iterdir()
-            if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
-        ]
-        if not files:
-            raise VideoError(
-                f"{self.path}: folder has no image frames ({', '.join(IMAGE_EXTENSIONS)}); "
-                "point at a video file or a folder of frames"
-            )
-        files.sort(key=lambda p: natural_sort_key(p.name))
-        self._files = files
-        try:
-            with Image.open(files[0]) as image:
-                width, height = image.size
-                mode = image.mode
-        except (OSError, ValueError) as exc:
-            raise VideoError(
-                f"{files[0]}: frame 0 of {self.path} is not a readable image ({exc}); replace "
-                "or remove it"
-            ) from exc
-        n = len(files)
-        timestamps = np.arange(n, dtype=np.float64) / fps
-        return VideoInfo(
-            path=self.path, n_frames=n, fps=fps, width=width, height=height,
-            timestamps=timestamps, codec="images", duration=n / fps, start_time=0.0,
-            is_image_folder=True, pix_fmt=mode, last_good_frame=n - 1,
-        )
-
-    def _open_container(self) -> tuple[av.container.InputContainer, av.VideoStream]:
-        if self.path.stat().st_size == 0:
-            raise VideoError(f"{self.path}: the file is empty (0 bytes), no frames; re-copy it")
-        try:
-            container = av.open(str(self.path), mode="r")
-        except av.EOFError as exc:
-            raise VideoError(
-                f"{self.path}: the file ends before its first frame (no frames: empty or "
-                "truncated); re-copy or re-record it"
-            ) from exc
-        except av.FFmpegError as exc:
-            raise VideoError(
-                f"{self.path}: not a video PyAV/FFmpeg can open ({exc}); check the file is a "
-                "complete video (re-copy or re-encode it)"
-            ) from exc
-        if not container.streams:
-            container.close()
-            raise VideoError(
-                f"{self.path}: the container holds no streams, no frames; re-record it"
-            )
-        if not container.streams.video:
-            container.close()
-            raise VideoError(
-                f"{self.path}: has no video stream (audio or data only); pass a video file"
-            )
-        stream = container.streams.video[0]
-        if stream.codec_context is None:
-            container.close()
-            raise VideoError(
-                f"{self.path}: video codec {stream.codec_tag or '?'} is not supported by this "
-                "FFmpeg build; re-encode the video to h264 (ffmpeg -i IN -c:v libx264 OUT.mp4)"
-            )
-        stream.thread_type = "AUTO"
-        if self._threads:
-            stream.thread_count = self._threads
-        return container, stream
-
-    def _index_file(self) -> VideoInfo:
-        container, stream = self._open_container()
-        pts_list: list[int] = []
-        key_pts: list[int] = []
-        missing_pts = False
-        truncated = False
-        try:
-            try:
-                for packet in container.demux(stream):
-                    if packet.size == 0:  # flush packet at end of stream
-                        continue
-                    pts = packet.pts if packet.pts is not None else packet.dts
-                    if pts is None:
-                        missing_pts = True
-                        break
-                    pts_list.append(int(pts))
-                    if packet.is_keyframe:
-                        key_pts.append(int(pts))
-            except av.FFmpegError as exc:
-                truncated = True
-                logger.warning(
-                    "%s: demuxing stopped after %d packets (%s); the file is truncated or "
-                    "corrupt, frames after that point are not readable",
-                    self.path, len(pts_list), exc,
-                )
-            codec = stream.codec_context.name
-            pix_fmt = stream.codec_context.format.name if stream.codec_context.format else ""
-            width, height = stream.codec_context.width, stream.codec_context.height
-            time_base = stream.time_base or Fraction(1, 1)
-            nominal = stream.average_rate or stream.guessed_rate or stream.base_rate
-        finally:
-            container.close()
-        first = self._first_decoded_pts() if pts_list and not missing_pts else None
-        if first is not None and first in pts_list:
-            # Packets before the first decoded frame are dropped by the decoder (edit lists).
-            pts_list = [p for p in pts_list if p >= first]
-            key_pts = [p for p in key_pts if p >= first]
-        if missing_pts or first not in pts_list or len(set(pts_list)) < len(pts_list):
-            # No usable time stamps (raw streams, duplicates): frames are numbered by decoding
-            # once; timestamps are index / nominal rate and every access decodes from the start.
-            pts_list = list(range(self._count_by_decoding()))
-            key_pts = [0]
-            time_base = Fraction(1) / Fraction(nominal or 30).limit_denominator(1001)
-            self._counted = True
-        if not pts_list:
-            raise VideoError(
-                f"{self.path}: the video stream has no frames; the file is empty or was cut "
-                "before its first frame"
-            )
-        pts = np.array(sorted(pts_list), dtype=np.int64)
-        self._pts = pts
-        self._key_pts = sorted(set(key_pts)) or [int(pts[0])]
-        timestamps = (pts - pts[0]).astype(np.float64) * float(time_base)
-        n = len(pts)
-        if n > 1 and pts[-1] > pts[0]:
-            fps = float(Fraction(n - 1) / (int(pts[-1] - pts[0]) * Fraction(time_base)))
-        else:
-            fps = float(nominal) if nominal else 30.0
-        if not width or not height:
-            raise VideoError(f"{self.path}: the video stream reports no frame size; re-encode it")
-        info = VideoInfo(
-            path=self.path, n_frames=n, fps=float(fps), width=int(width), height=int(height),
-            timestamps=timestamps, codec=codec, duration=float(timestamps[-1] + 1.0 / fps),
-            start_time=float(pts[0] * time_base), is_image_folder=False, pix_fmt=pix_fmt,
-            last_good_frame=n - 1,
-        )
-        if truncated:
-            logger.warning("%s: %d frames indexed before the damaged part", self.path, n)
-        return info
-
-    def _first_decoded_pts(self) -> int | None:
-        """PTS of the first decoded frame (None in raw streams without time stamps)."""
-        container, stream = self._open_container()
-        try:
-            for frame in self._decoded(container, stream):
-                return frame.pts
-        except av.FFmpegError:
-            pass  # damaged from the first frame: reported when frames are read
-        finally:
-            container.close()
-        return None
-
-    def _count_by_decoding(self) -> int:
-        """Fallback for streams without usable time stamps: decode once and count the frames."""
-        logger.info("%s: no usable time stamps; indexing by decoding every frame", self.path)
-        container, stream = self._open_container()
-        count = 0
-        try:
-            for _ in self._decoded(container, stream):
-                count += 1
-        except av.FFmpegError as exc:
-            logger.warning("%s: decoding stopped at frame %d: %s", self.path, count, exc)
-        finally:
-            container.close()
-        return count
 
     # ------------------------------------------------------------------ public API
     @property
@@ -686,7 +440,7 @@ class VideoReader:
 
     def _seek(self, index: int, back: int = 0) -> None:
         if self._container is None:
-            self._container, _ = self._open_container()
+            self._container, _ = open_container(self.path, self._threads)
         stream = self._container.streams.video[0]
         key_index = self._keyframe_before(index, back)
         key_pts = int(self._pts[key_index])
@@ -694,10 +448,10 @@ class VideoReader:
             # From the first frame: reopen instead of seeking, so that decoding starts exactly
             # as a sequential read does.
             self._close_decoder()
-            self._container, stream = self._open_container()
+            self._container, stream = open_container(self.path, self._threads)
         else:
             if self._frames_iter is None:
-                _prime(self._container, stream)
+                prime(self._container, stream)
             try:
                 self._container.seek(key_pts, stream=stream, backward=True, any_frame=False)
             except av.FFmpegError as exc:
@@ -717,12 +471,12 @@ class VideoReader:
         first = True
         try:
             if self._counted:  # always decoded from the start: the n-th frame out is frame n
-                for position, frame in enumerate(self._decoded(container, stream)):
+                for position, frame in enumerate(decoded_frames(container, stream, self.path)):
                     if position >= len(pts_index):
                         return
                     yield position, frame
                 return
-            for frame in self._decoded(container, stream):
+            for frame in decoded_frames(container, stream, self.path):
                 if first and min_pts > pts_index[0]:
                     if frame.is_corrupt:
                         # Some files (e.g. non-IDR I-frames marked as sync samples) do not decode
@@ -750,19 +504,6 @@ class VideoReader:
         if first and min_pts > pts_index[0]:  # the seek landed at the end of the file
             raise _UnsafeKeyframe(min_pts, corrupt=False)
 
-    def _decoded(
-        self, container: av.container.InputContainer, stream: av.VideoStream
-    ) -> Iterator[av.VideoFrame]:
-        """Decoded frames; a packet that fails to decode is logged and skipped, not fatal."""
-        for packet in container.demux(stream):  # ends with an empty packet that flushes
-            try:
-                frames = packet.decode()
-            except av.FFmpegError as exc:
-                logger.warning("%s: a packet (PTS %s) does not decode: %s", self.path,
-                               packet.pts, exc)
-                continue
-            yield from frames
-
     def _sequential(
         self, start: int, stop: int
     ) -> Iterator[tuple[int, av.VideoFrame | np.ndarray]]:
@@ -773,14 +514,14 @@ class VideoReader:
             return
         if start >= stop:
             return
-        container, stream = self._open_container()
+        container, stream = open_container(self.path, self._threads)
         try:
             back = 0
             while True:
                 key_index = self._keyframe_before(start, back)
                 key_pts = int(self._pts[key_index])
                 if key_index > 0:
-                    _prime(container, stream)
+                    prime(container, stream)
                     container.seek(key_pts, stream=stream, backward=True, any_frame=False)
                 expected = start
                 try:
@@ -797,7 +538,7 @@ class VideoReader:
                 except _UnsafeKeyframe as exc:
                     back += 0 if exc.corrupt else 1
                     container.close()
-                    container, stream = self._open_container()
+                    container, stream = open_container(self.path, self._threads)
             self._mark_bad(expected)
             self._raise_undecodable(expected)
         finally:
@@ -846,20 +587,6 @@ class VideoReader:
         except VideoError:
             pass
         return self.info.n_frames
-
-
-def _prime(container: av.container.InputContainer, stream: av.VideoStream) -> None:
-    """Decode the first packet before a first seek: it can carry decoder settings.
-
-    FFmpeg's h264 decoder reads the encoder version from the first frame's SEI and works around
-    old x264 bugs with it; without it, keyframes of such files decode corrupt after a seek (the
-    DLC open-field video is one).
-    """
-    with contextlib.suppress(av.FFmpegError):
-        for packet in container.demux(stream):
-            if packet.size:
-                packet.decode()
-                break
 
 
 class _UnsafeKeyframe(Exception):

@@ -29,7 +29,8 @@ import torch
 import torch.nn.functional as F
 
 from prism_science.errors import VideoError
-from prism_science.video import IMAGE_EXTENSIONS, natural_sort_key, open_video
+from prism_science.video import open_video
+from prism_science.video_index import IMAGE_EXTENSIONS, natural_sort_key
 from prism_training.errors import DataError
 
 __all__ = [

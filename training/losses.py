@@ -4,6 +4,8 @@
   temperature (stage 1 and LiT), as CLIP / VideoPrism stage 1.
 * :func:`token_distillation_loss`: stage 2's masked-token distillation, 1 - cosine between the
   decoder's predictions and the frozen teacher's token embeddings at every position.
+* :func:`normalize_token_targets`: per-clip, per-channel standardisation of the teacher's
+  tokens before the token loss (``normalize_targets``).
 * :func:`global_distillation_loss`: stage 2's global distillation, 1 - cosine between the
   student's pooled video embedding and the teacher's.
 """
@@ -19,6 +21,7 @@ from torch import nn
 __all__ = [
     "LogitScale",
     "global_distillation_loss",
+    "normalize_token_targets",
     "symmetric_infonce",
     "token_distillation_loss",
 ]
@@ -93,6 +96,19 @@ def token_distillation_loss(prediction: torch.Tensor, target: torch.Tensor) -> t
     """
     cos = F.cosine_similarity(prediction.float(), target.detach().float(), dim=-1)
     return (1.0 - cos).mean()
+
+
+def normalize_token_targets(tokens: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Standardise each channel of each clip over its token grid: (B, L, D) -> (B, L, D).
+
+    Like data2vec's instance-normalised targets: what every token of a clip shares (background,
+    the clip's overall look) is removed, so the distillation target is what is particular to
+    each position and frame.
+    """
+    tokens = tokens.float()
+    mean = tokens.mean(dim=1, keepdim=True)
+    var = tokens.var(dim=1, keepdim=True, unbiased=False)
+    return (tokens - mean) / torch.sqrt(var + eps)
 
 
 def global_distillation_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,9 @@ tokens fill the masked slots, and a shallow decoder -- which adds its position e
 the shuffle -- predicts the teacher's token embeddings at every position (token distillation).
 The student's pooled embedding (auxiliary encoder + MAP pooler over its visible tokens) is
 pulled to the teacher's (global distillation). Shuffling and both losses can be switched off
-for ablations (``token_shuffle``, ``token_distill``, ``global_distill``).
+for ablations (``token_shuffle``, ``token_distill``, ``global_distill``). Token targets are
+standardised per clip and channel (``normalize_targets``); a teacher trained on one-frame clips
+encodes each frame on its own (``teacher_per_frame``).
 """
 
 from __future__ import annotations
@@ -32,7 +34,11 @@ from prism_training.config import Stage2Config
 from prism_training.data import StepBatches, list_videos, read_manifest
 from prism_training.engine import setup_distributed, train
 from prism_training.errors import CheckpointError, ConfigError
-from prism_training.losses import global_distillation_loss, token_distillation_loss
+from prism_training.losses import (
+    global_distillation_loss,
+    normalize_token_targets,
+    token_distillation_loss,
+)
 from prism_training.masking import (
     num_kept,
     shuffle_permutation,
@@ -209,11 +215,22 @@ class Stage2Objective(nn.Module):
         self.teacher.eval()  # the teacher stays in inference mode
         return self
 
+    def teacher_tokens(self, video: torch.Tensor) -> torch.Tensor:
+        """The teacher's tokens of the full clip (b, T*n, D); with ``teacher_per_frame`` each
+        frame is encoded as a one-frame video, so frame t's tokens see only frame t."""
+        if not self.cfg.teacher_per_frame:
+            return self.teacher(video)
+        b, t = video.shape[:2]
+        tokens = self.teacher(video.reshape(b * t, 1, *video.shape[2:]))  # (b*T, n, D)
+        return tokens.reshape(b, t * tokens.shape[1], tokens.shape[-1])
+
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
         video, keep, perm = batch["video"], batch["keep"], batch["perm"]
         with torch.no_grad():
-            target_tokens = self.teacher(video)  # (b, T*n, D)
+            target_tokens = self.teacher_tokens(video)  # (b, T*n, D)
             target_global = pooled_embedding(self.teacher, target_tokens)
+            if self.cfg.normalize_targets:
+                target_tokens = normalize_token_targets(target_tokens)
         tokens = self.student.vision_encoder.forward_intermediates(
             video, keep_spatial=keep, return_layers=False)["tokens"]  # (b, T*K, D)
         out: dict[str, Any] = {}

@@ -1,5 +1,10 @@
 """Train and predict: a probe from the labels of one or many videos, validation metrics, and
-predictions of a video or of every video of a store, shown on the timeline."""
+predictions of a video or of every video of a store, shown on the timeline.
+
+The timeline shows the bouts of :func:`prism_science.probes.postprocess.binarize_predictions`
+with the probe's thresholds and bout post-processing (min bout, gap filling), the same bouts
+``prism-science probe predict`` saves; the two spin boxes here are the probe's ``postprocess_``.
+"""
 
 from __future__ import annotations
 
@@ -61,8 +66,12 @@ def train_task(
 def predict_task(
     probe: Any, targets: list[tuple[Path, str]], key: str, name: str, write_store: bool,
     *, cancel_event: threading.Event,
-) -> Generator[Progress, None, dict[tuple[str, str], tuple[list[str], Any, list[float]]]]:
-    """Worker: predict each (store, video id); optionally write ``predictions/<name>``."""
+) -> Generator[Progress, None, dict[tuple[str, str], tuple[Any, ...]]]:
+    """Worker: predict each (store, video id); optionally write ``predictions/<name>``.
+
+    Returns (store path, video id) -> ``predict_stored_video``'s (classes, probabilities,
+    thresholds, post-processing).
+    """
     from prism_science.store import open_store
 
     out = {}
@@ -70,12 +79,13 @@ def predict_task(
         if cancel_event.is_set():
             raise TaskCancelled()
         yield index, len(targets), f"predicting {video_id}"
-        classes, proba, thresholds = predict_stored_video(probe, store_path, video_id, key)
+        classes, proba, thresholds, post = predict_stored_video(probe, store_path, video_id, key)
         if write_store:
             with open_store(store_path, mode="a") as store:
                 store.write_array(video_id, f"predictions/{name}", proba,
-                                  {"classes": classes, "thresholds": thresholds, "key": key})
-        out[(str(store_path), video_id)] = (classes, proba, thresholds)
+                                  {"classes": classes, "thresholds": thresholds,
+                                   "postprocess": post, "key": key})
+        out[(str(store_path), video_id)] = (classes, proba, thresholds, post)
     yield len(targets), len(targets), f"predicted {len(targets)} video(s)"
     return out
 
@@ -122,6 +132,16 @@ class ProbeWidget(QWidget):
         self.epochs.setRange(1, 10000)
         self.epochs.setValue(100)
         form.addRow("max epochs", self.epochs)
+        self.min_bout = QSpinBox()
+        self.min_bout.setRange(1, 100000)
+        self.min_bout.setToolTip("predicted bouts shorter than this many frames are dropped "
+                                 "(--min-bout of `prism-science probe train`)")
+        form.addRow("min bout (frames)", self.min_bout)
+        self.max_gap = QSpinBox()
+        self.max_gap.setRange(0, 100000)
+        self.max_gap.setToolTip("gaps of at most this many frames between two predicted bouts "
+                                "are filled (--max-gap)")
+        form.addRow("fill gaps up to (frames)", self.max_gap)
         self.name = QLineEdit("probe")
         form.addRow("prediction name", self.name)
         layout.addLayout(form)
@@ -217,8 +237,13 @@ class ProbeWidget(QWidget):
                       self.fully_labeled.isChecked(), what=f"training {kind} probe",
                       on_result=lambda result: self._trained(result, key))
 
+    def postprocess(self) -> dict[str, int]:
+        """The bout post-processing chosen in the widget (the probe's ``postprocess_``)."""
+        return {"min_bout": self.min_bout.value(), "max_gap": self.max_gap.value()}
+
     def _trained(self, result: TrainResult, key: str) -> None:
         self.probe, self.probe_key = result.probe, key
+        self.probe.postprocess_ = self.postprocess()
         self.metrics.setText(format_metrics(result))
         notify_info(f"{self.kind.currentText()} probe trained; predict to see it on the timeline")
 
@@ -226,6 +251,8 @@ class ProbeWidget(QWidget):
         if self.probe is None:
             notify_error(ProbeError("train or load a probe first"), "predict")
             return None
+        # Kept on the probe, so a saved probe predicts the same bouts with the CLI.
+        self.probe.postprocess_ = self.postprocess()
         return self.probe_key or self.key.currentText()
 
     def predict_current(self) -> None:
@@ -258,7 +285,7 @@ class ProbeWidget(QWidget):
         self.task.run(predict_task, self.probe, targets, key, self.name.text().strip() or "probe",
                       True, what="predicting the store", on_result=self._predicted)
 
-    def _predicted(self, result: dict[tuple[str, str], tuple[list[str], Any, list[float]]]) -> None:
+    def _predicted(self, result: dict[tuple[str, str], tuple[Any, ...]]) -> None:
         name = self.name.text().strip() or "probe"
         for layer in prism_layers(self.viewer):
             where = self._layer_store(layer)
@@ -266,8 +293,9 @@ class ProbeWidget(QWidget):
                 continue
             found = result.get((str(where[0]), where[1]))
             if found is not None:
-                classes, proba, thresholds = found
-                layer.metadata["prism_session"].set_predictions(name, classes, proba, thresholds)
+                classes, proba, thresholds, post = found
+                layer.metadata["prism_session"].set_predictions(name, classes, proba, thresholds,
+                                                                post)
         self.link.timeline.prediction = name
         self.link.timeline.update()
         self.task.status.setText(f"predictions {name!r} of {len(result)} video(s)")
@@ -292,6 +320,9 @@ class ProbeWidget(QWidget):
             notify_error(exc, "load probe")
             return
         self.probe_key = None
+        post = getattr(self.probe, "postprocess_", None) or {}
+        self.min_bout.setValue(int(post.get("min_bout", 1)))
+        self.max_gap.setValue(int(post.get("max_gap", 0)))
         notify_info(f"loaded probe from {folder}")
 
     def _load_dialog(self) -> None:

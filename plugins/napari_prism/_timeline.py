@@ -1,7 +1,10 @@
 """The timeline: behaviors x frames, drawn with QPainter, under the napari canvas.
 
-Each behavior has a row: manual labels (solid), curated labels (hatched strip) and the selected
-prediction's probabilities (colour whose opacity is the probability). A ruler on top shows frame
+Each behavior has a row: manual labels (solid), curated labels (hatched strip), the selected
+prediction's probabilities (colour whose opacity is the probability) and, under them, its
+predicted bouts (a thin solid strip: thresholds then the probe's bout post-processing, from
+:meth:`prism_science.session.PredictionTrack.binary`, the bouts ``prism-science probe predict``
+saves). A ruler on top shows frame
 numbers; the current frame is a vertical line. Click or drag on the ruler to move through the
 video; drag on a row with the left button to label frames, with the right button to unlabel them;
 the mouse wheel zooms around the pointer, Shift+wheel pans. Optional extra rows show the frames
@@ -24,6 +27,11 @@ RULER_HEIGHT = 20
 ROW_HEIGHT = 26
 EXTRA_ROW_HEIGHT = 30
 MIN_FRAMES_VISIBLE = 20
+# Bands of a behavior row, (offset from the row's top, height) in pixels.
+MANUAL_BAND = (2, 11)
+CURATED_BAND = (13, 4)
+PROBABILITY_BAND = (17, 5)
+PREDICTED_BAND = (22, 3)
 
 
 def _bin(values: np.ndarray, f0: int, f1: int, width: int, how: str) -> np.ndarray:
@@ -206,17 +214,24 @@ class TimelineWidget(QWidget):
                              f"{behavior.name}{key}")
             manual = _bin(session.mask(behavior.name), f0, f1, cols, "max")
             for a, b in mask_to_runs(manual > 0):
-                painter.fillRect(QRectF(x0 + a, top + 2, b - a + 1, 11), color)
+                painter.fillRect(QRectF(x0 + a, top + MANUAL_BAND[0], b - a + 1, MANUAL_BAND[1]),
+                                 color)
             curated = _bin(session.mask(behavior.name, "curated"), f0, f1, cols, "max")
             hatch = QBrush(color.darker(130), Qt.BDiagPattern)
             for a, b in mask_to_runs(curated > 0):
-                rect = QRectF(x0 + a, top + 13, b - a + 1, 4)
+                rect = QRectF(x0 + a, top + CURATED_BAND[0], b - a + 1, CURATED_BAND[1])
                 painter.fillRect(rect, color.darker(160))
                 painter.fillRect(rect, hatch)
             if track is not None:
                 column = track.column(behavior.name)
-                if column is not None:
-                    self._paint_probability(painter, column, f0, f1, cols, x0, top + 17, color)
+                predicted = track.predicted(behavior.name)
+                if column is not None and predicted is not None:
+                    self._paint_probability(painter, column, f0, f1, cols, x0,
+                                            top + PROBABILITY_BAND[0], color)
+                    bouts = _bin(predicted, f0, f1, cols, "max")
+                    offset, height = PREDICTED_BAND
+                    for a, b in mask_to_runs(bouts > 0):
+                        painter.fillRect(QRectF(x0 + a, top + offset, b - a + 1, height), color)
             if behavior.name in session.open_bouts:
                 start = session.open_bouts[behavior.name]
                 a, b = sorted((start, self.current_frame))
@@ -264,7 +279,7 @@ class TimelineWidget(QWidget):
         rgba[..., 0], rgba[..., 1], rgba[..., 2] = color.red(), color.green(), color.blue()
         rgba[..., 3] = (values * 255).astype(np.uint8)
         image = QImage(rgba.data, cols, 1, cols * 4, QImage.Format_RGBA8888)
-        painter.drawImage(QRectF(x0, top, cols, ROW_HEIGHT - 19), image)
+        painter.drawImage(QRectF(x0, top, cols, PROBABILITY_BAND[1]), image)
 
     def _paint_extra_rows(self, painter: QPainter, f0: int, f1: int, cols: int, x0: int) -> None:
         top = RULER_HEIGHT + ROW_HEIGHT * len(self._rows())

@@ -17,14 +17,18 @@ from prism_science.probes.io import PROBE_KINDS, load_probe, make_probe, save_pr
 from prism_science.probes.linear import LinearProbe
 from prism_science.probes.mlp import MLPProbe
 from prism_science.probes.postprocess import (
+    DEFAULT_POSTPROCESS,
+    binarize_predictions,
     binary_to_bouts,
     bouts_to_binary,
     postprocess_binary,
+    postprocess_settings,
     smooth_labels,
 )
 from prism_science.probes.temporal import TemporalProbe
 
 __all__ = [
+    "DEFAULT_POSTPROCESS",
     "PROBE_KINDS",
     "AttentionProbe",
     "BaseProbe",
@@ -32,11 +36,13 @@ __all__ = [
     "MLPProbe",
     "TemporalProbe",
     "best_f1_threshold",
+    "binarize_predictions",
     "binary_to_bouts",
     "bouts_to_binary",
     "load_probe",
     "make_probe",
     "postprocess_binary",
+    "postprocess_settings",
     "save_probe",
     "smooth_labels",
     "split_by_group",

@@ -1,5 +1,10 @@
 """Bout post-processing of per-frame binary predictions: gap filling and minimum bout length.
 
+:func:`binarize_predictions` is the one place where probabilities become the predictions a user
+sees: per-behavior thresholds, then the probe's bout post-processing. ``prism-science probe
+predict`` (:func:`prism_science.probes.workflow.predict_to_store`) and the napari plugin's
+timeline (through :class:`prism_science.session.PredictionTrack`) both call it.
+
 A *bout* is a maximal run of consecutive frames where a behavior is on; bouts are
 ``(start, end)`` frame pairs with ``end`` inclusive (the project's convention). Videos never
 share a bout: pass ``groups`` (video id per row, rows of a video contiguous and in time order).
@@ -7,7 +12,14 @@ share a bout: pass ``groups`` (video id per row, rows of a video contiguous and 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import numpy as np
+
+from prism_science.errors import ProbeError
+
+DEFAULT_POSTPROCESS: dict[str, int] = {"min_bout": 1, "max_gap": 0}
+"""No post-processing: every thresholded frame stays, no gap is filled."""
 
 
 def binary_to_bouts(active: np.ndarray) -> np.ndarray:
@@ -84,6 +96,88 @@ def postprocess_binary(
         for k in range(matrix.shape[1]):
             out[lo:hi, k] = _postprocess_sequence(matrix[lo:hi, k], int(min_bout), int(max_gap))
     return out.reshape(binary.shape)
+
+
+def postprocess_settings(postprocess: Mapping[str, int] | None) -> dict[str, int]:
+    """A probe's ``postprocess`` settings, checked, with the defaults filled in.
+
+    Parameters
+    ----------
+    postprocess : mapping or None
+        ``{"min_bout": int, "max_gap": int}`` as kept in a probe's ``postprocess_`` and in the
+        prediction attrs; missing keys (or None) mean no post-processing.
+
+    Returns
+    -------
+    dict
+        ``{"min_bout": int >= 1, "max_gap": int >= 0}``.
+
+    Raises
+    ------
+    ProbeError
+        An unknown key, or a value that is not a whole number in range.
+    """
+    settings = dict(DEFAULT_POSTPROCESS)
+    for key, value in dict(postprocess or {}).items():
+        if key not in settings:
+            raise ProbeError(
+                f"postprocess setting {key!r} is unknown; expected {sorted(DEFAULT_POSTPROCESS)}"
+            )
+        try:
+            settings[key] = int(value)
+        except (TypeError, ValueError) as exc:
+            raise ProbeError(f"postprocess {key!r} must be a whole number of frames, got "
+                             f"{value!r}") from exc
+    if settings["min_bout"] < 1 or settings["max_gap"] < 0:
+        raise ProbeError(f"postprocess {settings} is out of range: min_bout must be >= 1 and "
+                         "max_gap >= 0 frames")
+    return settings
+
+
+def binarize_predictions(
+    scores: np.ndarray,
+    thresholds: float | Sequence[float] | np.ndarray | None,
+    postprocess: Mapping[str, int] | None = None,
+    groups: np.ndarray | None = None,
+) -> np.ndarray:
+    """Probabilities -> the binary predictions that are saved and shown.
+
+    A frame is on where its probability is at least the behavior's threshold; then
+    :func:`postprocess_binary` fills short gaps and drops short bouts. ``prism-science probe
+    predict`` and the plugin's timeline both use this function, so they show the same bouts.
+
+    Parameters
+    ----------
+    scores : np.ndarray
+        ``(T, K)`` float probabilities (columns are behaviors).
+    thresholds : float, sequence of float or None
+        One threshold for all behaviors or ``(K,)`` per behavior (a probe's ``thresholds_``);
+        None means 0.5.
+    postprocess : mapping, optional
+        ``{"min_bout": int, "max_gap": int}`` (a probe's ``postprocess_``); None: none.
+    groups : np.ndarray, optional
+        ``(T,)`` video id per row; bouts and gaps never cross a change of id.
+
+    Returns
+    -------
+    np.ndarray
+        ``(T, K)`` int64 0/1.
+
+    Raises
+    ------
+    ProbeError
+        ``scores`` is not 2-D, the thresholds do not match its columns, or bad settings.
+    """
+    scores = np.asarray(scores)
+    if scores.ndim != 2:
+        raise ProbeError(f"scores have shape {scores.shape}; expected (frames, behaviors)")
+    cut = np.asarray(0.5 if thresholds is None else thresholds, dtype=np.float64).reshape(-1)
+    if cut.size not in (1, scores.shape[1]):
+        raise ProbeError(f"{cut.size} thresholds for {scores.shape[1]} behaviors; give one per "
+                         "behavior (the probe's thresholds_) or a single one")
+    settings = postprocess_settings(postprocess)
+    binary = (scores >= cut[None, :]).astype(np.int64)
+    return postprocess_binary(binary, settings["min_bout"], settings["max_gap"], groups)
 
 
 def smooth_labels(

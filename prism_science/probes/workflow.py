@@ -24,7 +24,7 @@ from prism_science.errors import ProbeError
 from prism_science.probes.attention import AttentionProbe
 from prism_science.probes.base import BaseProbe, summarize_provenance
 from prism_science.probes.io import make_probe
-from prism_science.probes.postprocess import postprocess_binary
+from prism_science.probes.postprocess import binarize_predictions, postprocess_settings
 
 logger = logging.getLogger(__name__)
 
@@ -276,7 +276,7 @@ def predict_to_store(
     trained = getattr(probe, "feature_provenance_", None) or {}
     key_hint = feature_key or trained.get("feature_key")
     ids = list(video_ids) if video_ids is not None else store.video_ids()
-    post = getattr(probe, "postprocess_", None) or {"min_bout": 1, "max_gap": 0}
+    post = postprocess_settings(getattr(probe, "postprocess_", None))
     behaviors = [str(c) for c in probe.classes_.tolist()]
     results = {}
     for video_id in ids:
@@ -286,9 +286,8 @@ def predict_to_store(
         probe.check_features(features.provenance, f"features {key!r} of video {video_id!r}")
         values = _pool_tokens(features.values, probe)
         scores = probe.predict_proba(values).astype(np.float32)
-        binary = postprocess_binary(
-            probe.predict(values), int(post.get("min_bout", 1)), int(post.get("max_gap", 0))
-        ).astype(np.int8)
+        # From the saved float32 scores, as the plugin's timeline does: both show the same bouts.
+        binary = binarize_predictions(scores, probe.thresholds_, post).astype(np.int8)
         attrs = {
             "behaviors": behaviors,
             "thresholds": [float(t) for t in probe.thresholds_],

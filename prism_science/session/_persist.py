@@ -93,7 +93,8 @@ class SessionPersistence:
             "features": None if self.features is None else {
                 "store": str(self.features[0]), "video_id": self.features[1]},
             "predictions": {
-                name: {"classes": t.classes, "thresholds": t.thresholds}
+                name: {"classes": t.classes, "thresholds": t.thresholds,
+                       "postprocess": t.postprocess}
                 for name, t in self.predictions.items()
             },
         }
@@ -175,9 +176,12 @@ class SessionPersistence:
                 save_labels(store, video_id, self.to_table((source,), video_id=video_id), source)
             if self._predictions_dirty:
                 for name, track in self.predictions.items():
+                    if self._cli_tracks.get(name) is track:
+                        continue  # unchanged `probe predict` output: keep its scores and binary
                     store.write_array(video_id, f"predictions/{name}", track.proba,
                                       {"classes": track.classes,
-                                       "thresholds": track.thresholds})
+                                       "thresholds": track.thresholds,
+                                       "postprocess": track.postprocess})
         self._dirty = False
         self._predictions_dirty = False
         self._last_save = time.monotonic()
@@ -193,7 +197,9 @@ class SessionPersistence:
 
         Reads the session document when the GUI saved one, else the ``labels/manual`` and
         ``labels/curated`` label sets; then every ``predictions/<name>`` array that has
-        ``classes`` in its attributes and one row per frame.
+        ``classes`` in its attributes and one row per frame, and every prediction set written by
+        ``prism-science probe predict`` (``predictions/<name>/scores`` with its thresholds and
+        bout post-processing, so the session shows the bouts saved in ``binary``).
 
         Raises
         ------
@@ -221,12 +227,20 @@ class SessionPersistence:
             for name in store.list_items(video_id, "predictions"):
                 relpath = f"predictions/{name}"
                 try:
+                    if store.has_item(video_id, f"{relpath}/scores"):  # `probe predict` output
+                        attrs = store.read_array_attrs(video_id, f"{relpath}/scores")
+                        proba = store.read_array(video_id, f"{relpath}/scores")
+                        session._cli_tracks[name] = session.set_predictions(
+                            name, attrs["behaviors"], proba, attrs.get("thresholds", 0.5),
+                            attrs.get("postprocess"))
+                        continue
                     attrs = store.read_array_attrs(video_id, relpath)
                     proba = store.read_array(video_id, relpath)
                     if "classes" in attrs:
                         session.set_predictions(name, attrs["classes"], proba,
-                                                attrs.get("thresholds", 0.5))
-                except (StoreError, LabelError) as exc:
+                                                attrs.get("thresholds", 0.5),
+                                                attrs.get("postprocess"))
+                except (StoreError, LabelError, KeyError) as exc:
                     logger.warning("%s: predictions %r skipped: %s", where, name, exc)
         session.store = (Path(store_path), video_id)
         session._undo.clear()
@@ -311,7 +325,7 @@ class SessionPersistence:
             with np.load(pred_path, allow_pickle=False) as arrays:
                 for i, (name, meta) in enumerate(tracks.items()):
                     session.set_predictions(name, meta["classes"], arrays[f"proba_{i}"],
-                                            meta.get("thresholds", 0.5))
+                                            meta.get("thresholds", 0.5), meta.get("postprocess"))
         elif tracks:
             logger.warning("%s: predictions file %s is missing; predictions not loaded",
                            path, pred_path)

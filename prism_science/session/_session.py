@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from prism_science.errors import LabelError
+from prism_science.errors import LabelError, ProbeError
 from prism_science.labels.behaviors import BehaviorSet
 from prism_science.labels.table import Interval, LabelTable, Segment
 from prism_science.session._persist import SessionPersistence
@@ -108,6 +108,9 @@ class LabelingSession(SessionPersistence):
         self._listeners: list[Callable[[], None]] = []
         self._dirty = False
         self._predictions_dirty = False
+        # Tracks read from `prism-science probe predict` output (predictions/<name>/scores):
+        # saving the session leaves them where they are.
+        self._cli_tracks: dict[str, PredictionTrack] = {}
         self._last_save: float | None = None  # monotonic time of the last save
         self.revision = 0  # bumped on every change (views repaint when it moves)
         for behavior in behaviors:
@@ -387,16 +390,18 @@ class LabelingSession(SessionPersistence):
     def bouts(self, source: str = "manual") -> list[Bout]:
         """Bouts of one source (``manual``, ``curated``, or a prediction track's name).
 
-        Predicted bouts are the runs of frames whose probability is at least the track's
-        threshold; their confidence is the mean probability over the bout.
+        Predicted bouts are the runs of :meth:`PredictionTrack.binary` (probabilities at least
+        the track's thresholds, then the probe's bout post-processing, as ``prism-science probe
+        predict`` saves them); their confidence is the mean probability over the bout.
         """
         out: list[Bout] = []
         if source in self.predictions:
             track = self.predictions[source]
             for behavior in track.classes:
                 column = track.column(behavior)
-                assert column is not None
-                for a, b in mask_to_runs(column >= track.threshold_of(behavior)):
+                predicted = track.predicted(behavior)
+                assert column is not None and predicted is not None
+                for a, b in mask_to_runs(predicted):
                     conf = float(column[a : b + 1].mean())
                     out.append(Bout(behavior, "", a, b, "predicted", round(conf, 6)))
             return sorted(out, key=lambda x: (x.start_frame, x.behavior))
@@ -557,6 +562,7 @@ class LabelingSession(SessionPersistence):
     def set_predictions(
         self, name: str, classes: Sequence[str], proba: np.ndarray,
         threshold: float | Sequence[float] = 0.5,
+        postprocess: dict[str, int] | None = None,
     ) -> PredictionTrack:
         """Attach a probe's per-frame probabilities (replacing a track of the same name).
 
@@ -571,11 +577,16 @@ class LabelingSession(SessionPersistence):
         threshold : float or sequence of float
             Probability from which a frame is predicted positive (one for all classes, or one
             per class such as a probe's tuned ``thresholds_``).
+        postprocess : dict, optional
+            The probe's bout post-processing ``{"min_bout": int, "max_gap": int}`` (its
+            ``postprocess_``), applied to the thresholded frames as ``prism-science probe
+            predict`` does; None: none.
 
         Raises
         ------
         LabelError
-            ``proba`` does not have one row per frame and one column per class.
+            ``proba`` does not have one row per frame and one column per class, or
+            ``postprocess`` is not valid.
         """
         proba = np.asarray(proba, dtype=np.float32)
         if proba.ndim != 2 or proba.shape != (self.n_frames, len(classes)):
@@ -584,8 +595,15 @@ class LabelingSession(SessionPersistence):
                 f"{len(classes)}) (frames x classes); predict with features of this video"
             )
         thresholds = np.broadcast_to(np.asarray(threshold, dtype=np.float64), (len(classes),))
+        # Imported here: the probes package loads torch, which importing a session must not.
+        from prism_science.probes.postprocess import postprocess_settings
+
+        try:
+            settings = postprocess_settings(postprocess)
+        except ProbeError as exc:
+            raise LabelError(f"predictions {name!r}: {exc}") from exc
         track = PredictionTrack(name, [str(c) for c in classes], proba,
-                                [float(t) for t in thresholds])
+                                [float(t) for t in thresholds], settings)
         self.predictions[name] = track
         for behavior in track.classes:
             if behavior not in self.behavior_names():
@@ -627,9 +645,10 @@ class LabelingSession(SessionPersistence):
                                         bout.end_frame, reason, conf))
         for behavior in track.classes:
             column = track.column(behavior)
-            assert column is not None
+            predicted = track.predicted(behavior)
+            assert column is not None and predicted is not None
             for a, b in mask_to_runs(self.mask(behavior)):
-                hit = column[a : b + 1] >= track.threshold_of(behavior)
+                hit = predicted[a : b + 1]
                 if float(hit.mean()) < min_overlap:
                     items.append(ReviewItem(prediction, behavior, a, b, "disagreement",
                                             float(column[a : b + 1].mean())))

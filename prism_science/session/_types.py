@@ -47,7 +47,7 @@ class Bout:
 
 @dataclass
 class PredictionTrack:
-    """Per-frame probabilities of a probe for one video.
+    """Per-frame probabilities of a probe for one video, and the bouts they predict.
 
     Attributes
     ----------
@@ -60,12 +60,18 @@ class PredictionTrack:
     thresholds : list of float
         Per class, the probability from which a frame counts as predicted positive (a probe's
         tuned thresholds, or 0.5).
+    postprocess : dict
+        The probe's bout post-processing, ``{"min_bout": int, "max_gap": int}`` (its
+        ``postprocess_``); the default keeps every thresholded frame.
     """
 
     name: str
     classes: list[str]
     proba: np.ndarray
     thresholds: list[float] = field(default_factory=list)
+    postprocess: dict[str, int] = field(
+        default_factory=lambda: {"min_bout": 1, "max_gap": 0})
+    _binary: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
 
     def threshold_of(self, behavior: str) -> float:
         """The decision threshold of ``behavior`` (0.5 when none was given)."""
@@ -77,6 +83,27 @@ class PredictionTrack:
         if behavior not in self.classes:
             return None
         return self.proba[:, self.classes.index(behavior)]
+
+    def binary(self) -> np.ndarray:
+        """(n_frames, n_classes) int64 0/1: the predictions shown on the timeline and exported.
+
+        Thresholds, then bout post-processing, by
+        :func:`prism_science.probes.postprocess.binarize_predictions`, the function
+        ``prism-science probe predict`` uses for the ``binary`` it saves. Computed once.
+        """
+        if self._binary is None:
+            # Imported here: the probes package loads torch, which a session must not need.
+            from prism_science.probes.postprocess import binarize_predictions
+
+            thresholds = [self.threshold_of(c) for c in self.classes]
+            self._binary = binarize_predictions(self.proba, thresholds, self.postprocess)
+        return self._binary
+
+    def predicted(self, behavior: str) -> np.ndarray | None:
+        """(n_frames,) bool predicted frames of ``behavior`` (see :meth:`binary`), or None."""
+        if behavior not in self.classes:
+            return None
+        return self.binary()[:, self.classes.index(behavior)].astype(bool)
 
 
 @dataclass(frozen=True)

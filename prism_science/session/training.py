@@ -209,13 +209,16 @@ def train_probe(
 
 def predict_stored_video(
     probe: Any, store_path: Path, video_id: str, key: str
-) -> tuple[list[str], np.ndarray, list[float]]:
+) -> tuple[list[str], np.ndarray, list[float], dict[str, int]]:
     """Per-frame probabilities of a probe on a video's stored features.
 
     Returns
     -------
-    (list of str, np.ndarray, list of float)
-        The probe's classes, (N, K) float32 probabilities, and per-class thresholds.
+    (list of str, np.ndarray, list of float, dict)
+        The probe's classes, (N, K) float32 probabilities, per-class thresholds and bout
+        post-processing (``{"min_bout": int, "max_gap": int}``, the probe's ``postprocess_``):
+        what :meth:`LabelingSession.set_predictions` takes to show the bouts ``prism-science
+        probe predict`` saves.
 
     Raises
     ------
@@ -224,6 +227,7 @@ def predict_stored_video(
     StoreError
         The video has no complete features under ``key``.
     """
+    from prism_science.probes.postprocess import postprocess_settings
     from prism_science.store import open_store
 
     with open_store(store_path, mode="r") as store:
@@ -233,4 +237,5 @@ def predict_stored_video(
     proba = np.asarray(probe.predict_proba(feats.values, groups=groups), dtype=np.float32)
     classes = [str(c) for c in probe.classes_.tolist()]
     thresholds = probe.thresholds_ if probe.thresholds_ is not None else [0.5] * len(classes)
-    return classes, proba, [float(t) for t in thresholds]
+    postprocess = postprocess_settings(getattr(probe, "postprocess_", None))
+    return classes, proba, [float(t) for t in thresholds], postprocess

@@ -9,7 +9,7 @@ from qtpy.QtWidgets import QApplication
 
 from napari_prism._context import go_to_frame
 from napari_prism._link import link
-from napari_prism._timeline import LABEL_WIDTH, ROW_HEIGHT, RULER_HEIGHT
+from napari_prism._timeline import LABEL_WIDTH, PREDICTED_BAND, ROW_HEIGHT, RULER_HEIGHT
 
 from .conftest import fake_predictions
 
@@ -49,6 +49,25 @@ def test_timeline_renders_labels_and_prediction_shading(make_napari_viewer, qtbo
     weak = np.abs(pixels[y_pred, int(lk.timeline.x_of(5))].astype(int) - rest).sum()
     strong = np.abs(pixels[y_pred, int(lk.timeline.x_of(85))].astype(int) - rest).sum()
     assert strong < weak  # higher probability, closer to the behavior's colour
+    # The predicted bouts strip: thresholds, then the probe's bout post-processing, the bouts
+    # `prism-science probe predict` saves -- a short gap filled, a short bout dropped.
+    walk_proba = np.zeros((90, 2), np.float32)
+    walk_proba[10:30, 0] = 0.9
+    walk_proba[19:21, 0] = 0.1  # a 2-frame gap
+    walk_proba[60, 0] = 0.95  # a 1-frame spurious bout
+    session.set_predictions("post", ["walk", "rest"], walk_proba, 0.5,
+                            {"min_bout": 3, "max_gap": 2})
+    QApplication.processEvents()
+    pixels = grab(lk.timeline)
+    y_bouts = RULER_HEIGHT + PREDICTED_BAND[0] + 1  # predicted bouts strip of the walk row
+
+    def distance(frame: int) -> int:
+        return int(np.abs(pixels[y_bouts, int(lk.timeline.x_of(frame + 0.5))].astype(int)
+                          - walk).max())
+
+    assert distance(15) <= 2 and distance(20) <= 2  # the gap is filled
+    assert distance(60) > 40 and distance(45) > 40  # the spurious frame is not shown
+    assert [(b.start_frame, b.end_frame) for b in session.bouts("post")] == [(10, 29)]
 
 
 def test_timeline_syncs_with_slider_zooms_and_drags(make_napari_viewer, qtbot, video):

@@ -1,13 +1,19 @@
-"""Bout post-processing: bouts, gap filling, minimum bout length, multi-class smoothing."""
+"""Bout post-processing: bouts, gap filling, minimum bout length, multi-class smoothing, and
+thresholds + post-processing of probabilities (binarize_predictions)."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from prism_science.errors import ProbeError
 from prism_science.probes import (
+    DEFAULT_POSTPROCESS,
+    binarize_predictions,
     binary_to_bouts,
     bouts_to_binary,
     postprocess_binary,
+    postprocess_settings,
     smooth_labels,
 )
 
@@ -51,3 +57,36 @@ def test_smooth_labels_merges_short_runs():
     start = np.array([2, 1, 1, 1, 3, 3, 3])
     assert smooth_labels(start, 2).tolist() == [1, 1, 1, 1, 3, 3, 3]
     assert smooth_labels(start, 1).tolist() == start.tolist()
+
+
+def test_binarize_predictions_thresholds_then_gap_filling_and_min_bout():
+    scores = np.zeros((20, 2), np.float32)
+    scores[2:8, 0] = 0.8
+    scores[5, 0] = 0.6  # one frame under the 0.7 threshold: a gap inside the bout
+    scores[12, 0] = 0.9  # a one-frame spurious bout
+    scores[10:15, 1] = 0.4  # above behavior 1's lower threshold
+    post = {"min_bout": 2, "max_gap": 1}
+    binary = binarize_predictions(scores, [0.7, 0.3], post)
+    assert binary.dtype == np.int64 and binary.shape == (20, 2)
+    assert binary_to_bouts(binary[:, 0]).tolist() == [[2, 7]]
+    assert binary_to_bouts(binary[:, 1]).tolist() == [[10, 14]]
+    # The same as thresholding, then postprocess_binary (what `probe predict` did before).
+    thresholded = (scores >= np.array([0.7, 0.3])).astype(np.int64)
+    np.testing.assert_array_equal(binary, postprocess_binary(thresholded, 2, 1))
+    # No settings: thresholds only; None thresholds: 0.5.
+    assert binarize_predictions(scores, [0.7, 0.3])[12, 0] == 1
+    assert binarize_predictions(scores, None)[:, 1].sum() == 0
+
+
+def test_binarize_predictions_rejects_bad_thresholds_and_settings():
+    scores = np.zeros((5, 2))
+    with pytest.raises(ProbeError, match="3 thresholds for 2 behaviors"):
+        binarize_predictions(scores, [0.5, 0.5, 0.5])
+    with pytest.raises(ProbeError, match="'min_frames' is unknown"):
+        binarize_predictions(scores, 0.5, {"min_frames": 3})
+    with pytest.raises(ProbeError, match="out of range"):
+        binarize_predictions(scores, 0.5, {"min_bout": 0})
+    with pytest.raises(ProbeError, match=r"expected \(frames, behaviors\)"):
+        binarize_predictions(np.zeros(5), 0.5)
+    assert postprocess_settings(None) == DEFAULT_POSTPROCESS
+    assert postprocess_settings({"max_gap": "2"}) == {"min_bout": 1, "max_gap": 2}

@@ -107,3 +107,19 @@ def test_decoder_predicts_every_slot_and_ignores_token_order_without_positions()
                                dec(same, positions, torch.tensor([[3, 1, 0, 2]])))
     # Distinct tokens: a shuffle changes the predictions.
     assert not torch.allclose(out, dec(tokens, positions, torch.tensor([[3, 1, 0, 2]])))
+
+
+def test_normalized_targets_drop_what_all_tokens_share() -> None:
+    from prism_training.losses import normalize_token_targets, token_distillation_loss
+
+    torch.manual_seed(0)
+    particular = torch.randn(2, 24, 8)
+    shared = 50.0 * torch.randn(2, 1, 8)  # one large direction common to every token of a clip
+    targets = normalize_token_targets(particular + shared)
+    torch.testing.assert_close(targets.mean(1), torch.zeros(2, 8), atol=1e-5, rtol=0)
+    torch.testing.assert_close(targets.std(1, unbiased=False), torch.ones(2, 8), atol=1e-4,
+                               rtol=0)
+    torch.testing.assert_close(targets, normalize_token_targets(particular), atol=1e-4, rtol=0)
+    # Raw, the shared part alone nearly satisfies the cosine loss; normalised, it does not.
+    assert token_distillation_loss(shared.expand(-1, 24, -1), particular + shared) < 0.05
+    assert token_distillation_loss(shared.expand(-1, 24, -1), targets) > 0.5

@@ -144,3 +144,29 @@ def test_empty_caption_and_missing_videos(tiny_videos: Path, tmp_path: Path) -> 
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     with pytest.raises(DataError, match=r"1 of 3 videos .*gone\.mp4"):
         stage1.main(_cfg("stage1_test", tiny_videos, tmp_path / "r2", f"manifest={manifest}"))
+
+
+def test_teacher_per_frame_encodes_each_frame_alone(stage1_run: Path) -> None:
+    cfg = apply_overrides(get_config("stage2_test"), [f"teacher={stage1_run}",
+                                                      "teacher_per_frame=true"])
+    teacher = stage2.load_teacher(cfg)
+    objective = stage2.Stage2Objective(cfg, teacher, teacher.num_frames, teacher.image_size)
+    torch.manual_seed(0)
+    video = torch.rand(1, teacher.num_frames, teacher.image_size, teacher.image_size, 3)
+    changed = video.clone()
+    changed[:, 1:] = torch.rand_like(changed[:, 1:])  # every frame but the first
+    n = objective.num_patches
+    with torch.no_grad():
+        tokens, tokens_changed = objective.teacher_tokens(video), objective.teacher_tokens(changed)
+        alone = teacher(video[:, :1])  # frame 0 as a one-frame video
+    assert tokens.shape == (1, teacher.num_frames * n, teacher.model_dim)
+    torch.testing.assert_close(tokens[:, :n], tokens_changed[:, :n])
+    torch.testing.assert_close(tokens[:, :n], alone)
+    assert not torch.allclose(tokens[:, n:], tokens_changed[:, n:])
+    # Without the switch the teacher's temporal layers mix frames: frame 0's tokens move.
+    mixed = stage2.Stage2Objective(
+        apply_overrides(cfg, ["teacher_per_frame=false"]), teacher, teacher.num_frames,
+        teacher.image_size)
+    with torch.no_grad():
+        assert not torch.allclose(mixed.teacher_tokens(video)[:, :n],
+                                  mixed.teacher_tokens(changed)[:, :n])

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from prism_science.errors import VideoError
-from prism_science.video import content_hash, natural_sort_key, open_video
+from prism_science.video import content_hash, open_video
+from prism_science.video_index import natural_sort_key
 
 H, W = 48, 64
 

@@ -1,0 +1,402 @@
+"""Indexing a video at open: its frames, their timestamps and keyframes, before any reading.
+
+A video file's packets are demuxed (no decoding) and their presentation time stamps (PTS)
+recorded; sorted, these PTS define the frames, so the frame count is exact whatever the
+container's metadata says and timestamps are correct for variable-frame-rate video. Packets before
+the first decoded frame (edit lists) are not frames; streams without usable time stamps are indexed
+by decoding them once. An image folder's frames are its image files in natural order. The result
+is a :class:`VideoInfo`; reading frames is :class:`prism_science.video.VideoReader`'s job. The
+container helpers shared with the reader (opening, decoding with damaged packets skipped, priming
+the decoder before a seek) live here too. See docs/video.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from prism_science.errors import VideoError
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "FileIndex",
+    "VideoInfo",
+    "decoded_frames",
+    "index_file",
+    "index_folder",
+    "natural_sort_key",
+    "open_container",
+    "prime",
+]
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+"""File name endings (lower case) of the frames read from an image folder."""
+
+
+@dataclass(frozen=True, eq=False)
+class VideoInfo:
+    """What is known about a video after indexing it.
+
+    Attributes
+    ----------
+    path : Path
+        The video file or the image folder.
+    n_frames : int
+        Number of frames (decodable frames once a decode failure has been found).
+    fps : float
+        Average frame rate: (n_frames - 1) / (last - first timestamp); the nominal rate when the
+        video has a single frame; the ``fps`` argument for image folders.
+    width, height : int
+        Frame size in pixels.
+    timestamps : np.ndarray
+        (n_frames,) float64 seconds of each frame from PTS, relative to the first frame (0.0).
+    codec : str
+        Decoder name (e.g. ``"h264"``), or ``"images"`` for an image folder.
+    duration : float
+        Seconds from the first frame to the end of the last (last timestamp + one frame).
+    start_time : float
+        PTS of the first frame in seconds, in the container's clock (0.0 for image folders).
+    is_image_folder : bool
+        Whether the frames come from a folder of images.
+    pix_fmt : str
+        Pixel format of the decoded frames (e.g. ``"yuv420p"``); the PIL mode for image folders.
+    last_good_frame : int
+        Index of the last frame known to decode; ``n_frames - 1`` unless a decode failure was found.
+    """
+
+    path: Path
+    n_frames: int
+    fps: float
+    width: int
+    height: int
+    timestamps: np.ndarray
+    codec: str
+    duration: float
+    start_time: float = 0.0
+    is_image_folder: bool = False
+    pix_fmt: str = ""
+    last_good_frame: int = -1
+
+    def frame_at(self, seconds: float | np.ndarray) -> int | np.ndarray:
+        """Index of the frame on screen at ``seconds`` (the last frame whose timestamp <= it).
+
+        Parameters
+        ----------
+        seconds : float or np.ndarray
+            Time(s) from the first frame; clipped to the video.
+
+        Returns
+        -------
+        int or np.ndarray
+            Frame index, or an int64 array of the input's shape.
+        """
+        # Tolerate float error in times computed as index / fps.
+        index = np.searchsorted(self.timestamps, np.asarray(seconds) + 1e-9, side="right") - 1
+        index = np.clip(index, 0, self.n_frames - 1)
+        return int(index) if np.ndim(index) == 0 else index.astype(np.int64)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """(n_frames, height, width, 3), the shape of the whole video as RGB frames."""
+        return (self.n_frames, self.height, self.width, 3)
+
+
+def natural_sort_key(name: str) -> list[object]:
+    """Key that sorts ``frame2`` before ``frame10`` (digit runs compare as numbers).
+
+    Parameters
+    ----------
+    name : str
+        A file name.
+
+    Returns
+    -------
+    list
+        Alternating lower-cased text and integers.
+    """
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+@dataclass(frozen=True, eq=False)
+class FileIndex:
+    """A video file's index (:func:`index_file`): what a reader needs to find each frame.
+
+    Attributes
+    ----------
+    info : VideoInfo
+    pts : np.ndarray
+        (n_frames,) int64 sorted PTS of the frames, in the stream's time base; frame ``i`` is the
+        one whose PTS is ``pts[i]``.
+    key_pts : list of int
+        Sorted PTS of the keyframes (seek targets).
+    counted : bool
+        Whether the stream had no usable time stamps and frames were numbered by decoding: then
+        ``pts`` is ``0 .. n_frames - 1`` and every access must decode from the start.
+    """
+
+    info: VideoInfo
+    pts: np.ndarray
+    key_pts: list[int]
+    counted: bool
+
+
+def index_folder(path: Path, fps: float) -> tuple[VideoInfo, list[Path]]:
+    """Index a folder of image frames: its frame files in natural order and their size.
+
+    Parameters
+    ----------
+    path : Path
+        The folder.
+    fps : float
+        Frame rate; timestamps are index / fps.
+
+    Returns
+    -------
+    (VideoInfo, list of Path)
+        What is known about the frames, and the frame files in frame order.
+
+    Raises
+    ------
+    VideoError
+        ``fps`` is not positive, the folder has no image frames, or frame 0 is not readable.
+    """
+    from PIL import Image
+
+    if fps <= 0:
+        raise VideoError(f"{path}: fps must be positive, found {fps}")
+    files = [
+        p for p in path.iterdir()
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+    ]
+    if not files:
+        raise VideoError(
+            f"{path}: folder has no image frames ({', '.join(IMAGE_EXTENSIONS)}); "
+            "point at a video file or a folder of frames"
+        )
+    files.sort(key=lambda p: natural_sort_key(p.name))
+    try:
+        with Image.open(files[0]) as image:
+            width, height = image.size
+            mode = image.mode
+    except (OSError, ValueError) as exc:
+        raise VideoError(
+            f"{files[0]}: frame 0 of {path} is not a readable image ({exc}); replace "
+            "or remove it"
+        ) from exc
+    n = len(files)
+    timestamps = np.arange(n, dtype=np.float64) / fps
+    info = VideoInfo(
+        path=path, n_frames=n, fps=fps, width=width, height=height,
+        timestamps=timestamps, codec="images", duration=n / fps, start_time=0.0,
+        is_image_folder=True, pix_fmt=mode, last_good_frame=n - 1,
+    )
+    return info, files
+
+
+def open_container(
+    path: Path, threads: int = 0
+) -> tuple[av.container.InputContainer, av.VideoStream]:
+    """Open a video file and its first video stream for demuxing and decoding.
+
+    Parameters
+    ----------
+    path : Path
+        The video file.
+    threads : int
+        Decoder threads (0: FFmpeg chooses).
+
+    Returns
+    -------
+    (InputContainer, VideoStream)
+        The open container (the caller closes it) and its first video stream.
+
+    Raises
+    ------
+    VideoError
+        The file is empty, not a video, has no video stream, or its codec cannot be decoded.
+    """
+    if path.stat().st_size == 0:
+        raise VideoError(f"{path}: the file is empty (0 bytes), no frames; re-copy it")
+    try:
+        container = av.open(str(path), mode="r")
+    except av.EOFError as exc:
+        raise VideoError(
+            f"{path}: the file ends before its first frame (no frames: empty or "
+            "truncated); re-copy or re-record it"
+        ) from exc
+    except av.FFmpegError as exc:
+        raise VideoError(
+            f"{path}: not a video PyAV/FFmpeg can open ({exc}); check the file is a "
+            "complete video (re-copy or re-encode it)"
+        ) from exc
+    if not container.streams:
+        container.close()
+        raise VideoError(f"{path}: the container holds no streams, no frames; re-record it")
+    if not container.streams.video:
+        container.close()
+        raise VideoError(f"{path}: has no video stream (audio or data only); pass a video file")
+    stream = container.streams.video[0]
+    if stream.codec_context is None:
+        container.close()
+        raise VideoError(
+            f"{path}: video codec {stream.codec_tag or '?'} is not supported by this "
+            "FFmpeg build; re-encode the video to h264 (ffmpeg -i IN -c:v libx264 OUT.mp4)"
+        )
+    stream.thread_type = "AUTO"
+    if threads:
+        stream.thread_count = threads
+    return container, stream
+
+
+def index_file(path: Path, threads: int = 0) -> FileIndex:
+    """Index a video file from its packets: frames, timestamps and keyframes (see module doc).
+
+    Parameters
+    ----------
+    path : Path
+        The video file.
+    threads : int
+        Decoder threads (0: FFmpeg chooses).
+
+    Returns
+    -------
+    FileIndex
+
+    Raises
+    ------
+    VideoError
+        The file cannot be opened as a video, or its video stream has no frames or no size.
+    """
+    container, stream = open_container(path, threads)
+    pts_list: list[int] = []
+    key_pts: list[int] = []
+    missing_pts = False
+    counted = False
+    truncated = False
+    try:
+        try:
+            for packet in container.demux(stream):
+                if packet.size == 0:  # flush packet at end of stream
+                    continue
+                pts = packet.pts if packet.pts is not None else packet.dts
+                if pts is None:
+                    missing_pts = True
+                    break
+                pts_list.append(int(pts))
+                if packet.is_keyframe:
+                    key_pts.append(int(pts))
+        except av.FFmpegError as exc:
+            truncated = True
+            logger.warning(
+                "%s: demuxing stopped after %d packets (%s); the file is truncated or "
+                "corrupt, frames after that point are not readable",
+                path, len(pts_list), exc,
+            )
+        codec = stream.codec_context.name
+        pix_fmt = stream.codec_context.format.name if stream.codec_context.format else ""
+        width, height = stream.codec_context.width, stream.codec_context.height
+        time_base = stream.time_base or Fraction(1, 1)
+        nominal = stream.average_rate or stream.guessed_rate or stream.base_rate
+    finally:
+        container.close()
+    first = _first_decoded_pts(path, threads) if pts_list and not missing_pts else None
+    if first is not None and first in pts_list:
+        # Packets before the first decoded frame are dropped by the decoder (edit lists).
+        pts_list = [p for p in pts_list if p >= first]
+        key_pts = [p for p in key_pts if p >= first]
+    if missing_pts or first not in pts_list or len(set(pts_list)) < len(pts_list):
+        # No usable time stamps (raw streams, duplicates): frames are numbered by decoding
+        # once; timestamps are index / nominal rate and every access decodes from the start.
+        pts_list = list(range(_count_by_decoding(path, threads)))
+        key_pts = [0]
+        time_base = Fraction(1) / Fraction(nominal or 30).limit_denominator(1001)
+        counted = True
+    if not pts_list:
+        raise VideoError(
+            f"{path}: the video stream has no frames; the file is empty or was cut "
+            "before its first frame"
+        )
+    pts = np.array(sorted(pts_list), dtype=np.int64)
+    key_pts = sorted(set(key_pts)) or [int(pts[0])]
+    timestamps = (pts - pts[0]).astype(np.float64) * float(time_base)
+    n = len(pts)
+    if n > 1 and pts[-1] > pts[0]:
+        fps = float(Fraction(n - 1) / (int(pts[-1] - pts[0]) * Fraction(time_base)))
+    else:
+        fps = float(nominal) if nominal else 30.0
+    if not width or not height:
+        raise VideoError(f"{path}: the video stream reports no frame size; re-encode it")
+    info = VideoInfo(
+        path=path, n_frames=n, fps=float(fps), width=int(width), height=int(height),
+        timestamps=timestamps, codec=codec, duration=float(timestamps[-1] + 1.0 / fps),
+        start_time=float(pts[0] * time_base), is_image_folder=False, pix_fmt=pix_fmt,
+        last_good_frame=n - 1,
+    )
+    if truncated:
+        logger.warning("%s: %d frames indexed before the damaged part", path, n)
+    return FileIndex(info=info, pts=pts, key_pts=key_pts, counted=counted)
+
+
+def _first_decoded_pts(path: Path, threads: int) -> int | None:
+    """PTS of the first decoded frame (None in raw streams without time stamps)."""
+    container, stream = open_container(path, threads)
+    try:
+        for frame in decoded_frames(container, stream, path):
+            return frame.pts
+    except av.FFmpegError:
+        pass  # damaged from the first frame: reported when frames are read
+    finally:
+        container.close()
+    return None
+
+
+def _count_by_decoding(path: Path, threads: int) -> int:
+    """Fallback for streams without usable time stamps: decode once and count the frames."""
+    logger.info("%s: no usable time stamps; indexing by decoding every frame", path)
+    container, stream = open_container(path, threads)
+    count = 0
+    try:
+        for _ in decoded_frames(container, stream, path):
+            count += 1
+    except av.FFmpegError as exc:
+        logger.warning("%s: decoding stopped at frame %d: %s", path, count, exc)
+    finally:
+        container.close()
+    return count
+
+
+def decoded_frames(
+    container: av.container.InputContainer, stream: av.VideoStream, path: Path
+) -> Iterator[av.VideoFrame]:
+    """Decoded frames; a packet that fails to decode is logged (naming ``path``) and skipped."""
+    for packet in container.demux(stream):  # ends with an empty packet that flushes
+        try:
+            frames = packet.decode()
+        except av.FFmpegError as exc:
+            logger.warning("%s: a packet (PTS %s) does not decode: %s", path, packet.pts, exc)
+            continue
+        yield from frames
+
+
+def prime(container: av.container.InputContainer, stream: av.VideoStream) -> None:
+    """Decode the first packet before a first seek: it can carry decoder settings.
+
+    FFmpeg's h264 decoder reads the encoder version from the first frame's SEI and works around
+    old x264 bugs with it; without it, keyframes of such files decode corrupt after a seek (the
+    DLC open-field video is one).
+    """
+    with contextlib.suppress(av.FFmpegError):
+        for packet in container.demux(stream):
+            if packet.size:
+                packet.decode()
+                break
