@@ -10,9 +10,12 @@ grouped by clip; the table gives the mean of the folds' mAP and their standard d
 
 * appearance, per 16-frame window (mean of all tokens): which colours / sizes of animal are
   present, and whether a striped one is (11 binary tasks, mean average precision);
-* motion, per frame (mean of the frame's tokens): which of the 10 behaviors some animal is doing
-  (10 binary tasks, mean average precision) -- rest and groom, walk and chase differ only in
-  motion.
+* motion, per frame: which of the 10 behaviors some animal is doing (10 binary tasks, mean
+  average precision) -- rest and groom, walk and chase differ only in motion. Three readouts of
+  the frame's tokens (``--motion-readouts``): ``mean`` (the headline), ``change`` (mean plus the
+  mean over patches of each token's absolute change since the previous frame: motion energy in
+  the encoder's feature space) and ``max`` (mean plus the max over patches, for what a small
+  part of the frame holds).
 
 A row without any encoder calibrates the probes: 16x16 pixels plus the absolute difference to
 the previous frame (PCA to 64 dimensions), the same logistic regressions.
@@ -60,6 +63,7 @@ PIXELS = "pixels + frame difference, PCA 64 (no encoder)"
 WINDOW = 16
 WINDOWS_PER_CLIP = 4
 FOLDS = 5
+MOTION_READOUTS = ("mean", "change", "max")  # planes of :func:`features`, see the docstring
 
 logger = logging.getLogger("pretrain_ablation")
 
@@ -117,19 +121,24 @@ def load_eval_set(test_dir: Path, size: int) -> dict[str, np.ndarray]:
 
 @torch.no_grad()
 def features(model: torch.nn.Module, frames: np.ndarray, batch: int = 4) -> np.ndarray:
-    """Per-frame features: tokens averaged over each frame's patches -> (W, T, D) float32."""
+    """Per-frame summaries of the token grid -> (W, T, 3, D) float32, in the order of
+    :data:`MOTION_READOUTS`: the mean of the frame's tokens, the mean over patches of each
+    token's absolute change since the previous frame (0 in a window's first frame), and the
+    max over the frame's tokens."""
     out = []
     for i in range(0, len(frames), batch):
         video = torch.from_numpy(frames[i : i + batch]).float() / 255.0
         tokens = model(video)  # (b, T*n, D)
-        t = video.shape[1]
-        out.append(tokens.reshape(tokens.shape[0], t, -1, tokens.shape[-1]).mean(2).numpy())
+        grid = tokens.reshape(tokens.shape[0], video.shape[1], -1, tokens.shape[-1])
+        change = (grid - torch.cat([grid[:, :1], grid[:, :-1]], 1)).abs().mean(2)
+        out.append(torch.stack([grid.mean(2), change, grid.amax(2)], 2).numpy())
     return np.concatenate(out)
 
 
 def pixel_features(frames: np.ndarray, dims: int = 64) -> np.ndarray:
     """No encoder: per frame, 16x16 RGB pixels plus the absolute grey-level difference to the
-    previous frame (the motion cue), standardised and reduced by PCA to ``dims`` -> (W, T, dims).
+    previous frame (the motion cue), standardised and reduced by PCA to ``dims`` ->
+    (W, T, 1, dims): one plane, the ``mean`` readout (the other readouts do not apply).
 
     The PCA is fitted on all windows (unsupervised; no label is seen).
     """
@@ -143,7 +152,7 @@ def pixel_features(frames: np.ndarray, dims: int = 64) -> np.ndarray:
     motion = np.abs(np.diff(grey, axis=1, prepend=grey[:, :1]))
     x = np.concatenate([small.reshape(w, t, -1), motion], -1).reshape(w * t, -1)
     x = (x - x.mean(0)) / (x.std(0) + 1e-6)
-    return PCA(dims, random_state=0).fit_transform(x).reshape(w, t, dims).astype(np.float32)
+    return PCA(dims, random_state=0).fit_transform(x).reshape(w, t, 1, dims).astype(np.float32)
 
 
 def encoder_features(label: str, source: str | None, frames: np.ndarray) -> np.ndarray | None:
@@ -158,7 +167,7 @@ def encoder_features(label: str, source: str | None, frames: np.ndarray) -> np.n
             return None
         model = load_model(folder)
         key = model.weights_sha256[:12]
-    cache = ABLATION / "features" / f"{label}-{key}-{len(frames)}.npy"
+    cache = ABLATION / "features" / f"{label}-{key}-{len(frames)}-readouts.npy"
     if cache.is_file():
         return np.load(cache)
     t0 = time.time()
@@ -207,19 +216,29 @@ def probe_map(x: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int = FOL
     return float(np.mean(fold_maps)), float(np.std(fold_maps))
 
 
-def evaluate(test_dir: Path, encoders: dict[str, str | None],
-             n_jobs: int = 1) -> list[dict[str, float]]:
+def motion_inputs(feats: np.ndarray, readout: str) -> np.ndarray | None:
+    """Per-frame probe inputs (W, T, F) of one motion readout (None: not in these features)."""
+    plane = MOTION_READOUTS.index(readout)
+    if plane >= feats.shape[2]:
+        return None
+    if plane == 0:
+        return feats[:, :, 0]
+    return np.concatenate([feats[:, :, 0], feats[:, :, plane]], -1)
+
+
+def evaluate(test_dir: Path, encoders: dict[str, str | None], n_jobs: int = 1,
+             readouts: tuple[str, ...] = MOTION_READOUTS) -> list[dict[str, float]]:
     data = load_eval_set(test_dir, 128)
     groups = data["groups"]
     w, t = data["behaviors"].shape[:2]
+    behaviors = data["behaviors"].reshape(w * t, -1)
     rows = []
     # Chance level: the positive rate of each task is the AP of a constant score.
+    chance = float(np.mean([c.mean() for c in behaviors.T if 0 < c.mean() < 1]))
     rows.append({"encoder": "chance (positive rate)",
                  "appearance_mAP": float(np.mean([c.mean() for c in data["appearance"].T
                                                   if 0 < c.mean() < 1])),
-                 "motion_mAP": float(np.mean([c.mean() for c in
-                                              data["behaviors"].reshape(w * t, -1).T
-                                              if 0 < c.mean() < 1]))})
+                 **{f"motion_{r}_mAP": chance for r in readouts}})
     for label, source in encoders.items():
         if label == PIXELS:
             feats = pixel_features(data["frames"])
@@ -227,16 +246,31 @@ def evaluate(test_dir: Path, encoders: dict[str, str | None],
             feats = encoder_features(label, source, data["frames"])
         if feats is None:
             continue
-        appearance, appearance_sd = probe_map(feats.mean(1), data["appearance"], groups,
-                                              n_jobs=n_jobs)
-        motion, motion_sd = probe_map(feats.reshape(w * t, -1),
-                                      data["behaviors"].reshape(w * t, -1), np.repeat(groups, t),
-                                      n_jobs=n_jobs)
-        rows.append({"encoder": label, "appearance_mAP": appearance,
-                     "appearance_sd": appearance_sd, "motion_mAP": motion,
-                     "motion_sd": motion_sd})
-        logger.info("%s: appearance %.3f motion %.3f", label, appearance, motion)
+        row: dict[str, float | str] = {"encoder": label}
+        row["appearance_mAP"], row["appearance_sd"] = probe_map(
+            feats[:, :, 0].mean(1), data["appearance"], groups, n_jobs=n_jobs)
+        for readout in readouts:
+            x = motion_inputs(feats, readout)
+            if x is not None:
+                row[f"motion_{readout}_mAP"], row[f"motion_{readout}_sd"] = probe_map(
+                    x.reshape(w * t, -1), behaviors, np.repeat(groups, t), n_jobs=n_jobs)
+        rows.append(row)
+        logger.info("%s: %s", label, {k: round(v, 3) for k, v in row.items()
+                                      if k.endswith("mAP")})
     return rows
+
+
+def format_table(rows: list[dict], readouts: tuple[str, ...]) -> str:
+    """The table as text: mAP (fold sd) per column; '-' where a readout does not apply."""
+    columns = [("appearance", "appearance")] + [(f"motion_{r}", f"motion {r}") for r in readouts]
+    lines = [f"{'encoder':48s}" + "".join(f"{title:>18s}" for _, title in columns)]
+    for row in rows:
+        cells = []
+        for key, _ in columns:
+            value = row.get(f"{key}_mAP")
+            cells.append("-" if value is None else f"{value:.3f} ({row.get(f'{key}_sd', 0):.3f})")
+        lines.append(f"{row['encoder']:48s}" + "".join(f"{c:>18s}" for c in cells))
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -252,6 +286,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--teacher", default=str(RUNS / "default" / "stage1" / "final"))
     parser.add_argument("--test-dir", default=str(RUNS / "synth_test"),
                         help="held-out synthetic clips (prism-science synth --seed 2)")
+    parser.add_argument("--motion-readouts", default=",".join(MOTION_READOUTS),
+                        help="comma-separated per-frame readouts of the motion probe "
+                             f"(default: all of {','.join(MOTION_READOUTS)})")
     parser.add_argument("--json", help="also write the table as JSON here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -266,12 +303,12 @@ def main(argv: list[str] | None = None) -> int:
         "stage 1 only": args.teacher,
         **{arm.replace("_", " "): str(ARM_DIRS[arm] / "final") for arm in ARMS},
     }
-    rows = evaluate(Path(args.test_dir), encoders, n_jobs=args.threads)
-    print(f"{'encoder':28s} {'appearance mAP (sd)':>20s} {'motion mAP (sd)':>16s}")
-    for row in rows:
-        app = f"{row['appearance_mAP']:.3f} ({row.get('appearance_sd', 0):.3f})"
-        mot = f"{row['motion_mAP']:.3f} ({row.get('motion_sd', 0):.3f})"
-        print(f"{row['encoder']:28s} {app:>20s} {mot:>16s}")
+    readouts = tuple(args.motion_readouts.split(","))
+    unknown = sorted(set(readouts) - set(MOTION_READOUTS))
+    if unknown:
+        parser.error(f"unknown motion readouts {unknown}; choose from {list(MOTION_READOUTS)}")
+    rows = evaluate(Path(args.test_dir), encoders, n_jobs=args.threads, readouts=readouts)
+    print(format_table(rows, readouts))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
     return 0

@@ -16,8 +16,9 @@ from torch import nn
 from prism_science.models.layers import l2_normalize
 from prism_science.models.text import Tokenizer, canonicalize_text
 from prism_training.config import TrainConfig
-from prism_training.data import ClipSource, ManifestEntry, build_cache
-from prism_training.errors import CheckpointError, DataError
+from prism_training.data import ClipSource, ManifestEntry, build_cache, read_manifest
+from prism_training.engine import DistInfo, setup_distributed
+from prism_training.errors import CheckpointError, ConfigError, DataError
 from prism_training.losses import LogitScale, symmetric_infonce
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "make_clip_source",
     "pooled_embedding",
     "resolve_weights",
+    "start_captioned_run",
     "text_extras",
     "train_tokenizer",
 ]
@@ -49,6 +51,19 @@ def resolve_weights(path: str | Path, what: str) -> Path:
         f"{what} {path} is not a weights folder (no config.json in it or in {path / 'final'}); "
         f"give the final/ folder of a finished run, e.g. runs/default/stage1/final"
     )
+
+
+def start_captioned_run(cfg: TrainConfig) -> tuple[DistInfo, Path, list[ManifestEntry]]:
+    """Open a run trained on captioned clips (stage 1, LiT): check ``out_dir`` and ``manifest``,
+    join the process group (when under torchrun), create the run folder, read the manifest."""
+    if not cfg.out_dir:
+        raise ConfigError("out_dir is empty; set --out RUN_DIR")
+    if not cfg.manifest:
+        raise ConfigError("manifest is empty; set manifest=PATH (CSV or JSONL of path,caption)")
+    info = setup_distributed()
+    run_dir = Path(cfg.out_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return info, run_dir, read_manifest(cfg.manifest)
 
 
 def make_clip_source(

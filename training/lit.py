@@ -23,12 +23,13 @@ from prism_training.common import (
     check_lvt,
     make_clip_source,
     resolve_weights,
+    start_captioned_run,
     text_extras,
     train_tokenizer,
 )
 from prism_training.config import LiTConfig
-from prism_training.data import StepBatches, read_manifest
-from prism_training.engine import setup_distributed, train
+from prism_training.data import StepBatches
+from prism_training.engine import train
 from prism_training.errors import ConfigError
 
 __all__ = ["build_lit_model", "main"]
@@ -90,14 +91,7 @@ def main(cfg: LiTConfig, resume: bool = False) -> dict[str, Any]:
 
     ``final/`` holds the LvT weights folder (encoder bit-identical to ``cfg.encoder``'s).
     """
-    if not cfg.out_dir:
-        raise ConfigError("out_dir is empty; set --out RUN_DIR")
-    if not cfg.manifest:
-        raise ConfigError("manifest is empty; set manifest=PATH (CSV or JSONL of path,caption)")
-    info = setup_distributed()
-    run_dir = Path(cfg.out_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    entries = read_manifest(cfg.manifest)
+    info, run_dir, entries = start_captioned_run(cfg)
     model = build_lit_model(cfg, [e.caption for e in entries], run_dir)
     num_frames = cfg.num_frames or model.num_frames
     size = cfg.image_size or model.image_size

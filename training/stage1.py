@@ -25,12 +25,13 @@ from prism_training.common import (
     check_lvt,
     make_clip_source,
     resolve_weights,
+    start_captioned_run,
     text_extras,
     train_tokenizer,
 )
 from prism_training.config import Stage1Config
 from prism_training.data import StepBatches, read_manifest
-from prism_training.engine import setup_distributed, train
+from prism_training.engine import train
 from prism_training.errors import ConfigError
 
 __all__ = ["MixedBatches", "build_text_model", "main"]
@@ -108,14 +109,7 @@ def main(cfg: Stage1Config, resume: bool = False) -> dict[str, Any]:
     Writes ``train_config.json``, ``tokenizer.model``, ``checkpoint.pt``, ``log.jsonl`` and the
     final LvT weights folder ``final/`` into ``cfg.out_dir``.
     """
-    if not cfg.out_dir:
-        raise ConfigError("out_dir is empty; set --out RUN_DIR")
-    if not cfg.manifest:
-        raise ConfigError("manifest is empty; set manifest=PATH (CSV or JSONL of path,caption)")
-    info = setup_distributed()
-    run_dir = Path(cfg.out_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    entries = read_manifest(cfg.manifest)
+    info, run_dir, entries = start_captioned_run(cfg)
     image_entries = read_manifest(cfg.image_manifest) if cfg.image_manifest else []
     tok_file = run_dir / "tokenizer.model"
     tokenizer_cfg = cfg
