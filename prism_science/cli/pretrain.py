@@ -33,8 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("stage", choices=STAGES, nargs="?", help="which stage to run")
     parser.add_argument("--config", help="registered config name (e.g. stage1_tiny)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE", help="override a config field (repeatable)")
+    parser.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[],
+                        metavar="KEY=VALUE",
+                        help="override config fields (one or more pairs; repeatable)")
     parser.add_argument("--out", help="run folder (default: the config's out_dir)")
     parser.add_argument("--resume", action="store_true",
                         help="continue from RUN_DIR/checkpoint.pt")

@@ -58,6 +58,11 @@ def test_cli_reports_bad_configs(capsys: pytest.CaptureFixture[str], tmp_path: P
     assert cli_main(["pretrain", "stage2", "--config", "stage2_tiny", "--out", str(tmp_path),
                      "--print-config"]) == 0
     assert json.loads(capsys.readouterr().out)["out_dir"] == str(tmp_path)
+    # --set takes several pairs at once, and repeats.
+    assert cli_main(["pretrain", "stage2", "--config", "stage2_tiny", "--print-config",
+                     "--set", "total_steps=7", "mask_ratio=0.9", "--set", "batch_size=3"]) == 0
+    resolved = json.loads(capsys.readouterr().out)
+    assert (resolved["total_steps"], resolved["mask_ratio"], resolved["batch_size"]) == (7, 0.9, 3)
 
 
 def test_lr_schedule_warms_up_then_decays() -> None:
