@@ -87,7 +87,7 @@ def train_arms(steps: int, teacher: Path, batch_size: int, threads: int,
         logger.info("%s: %d steps in %.0f s", arm, steps, time.time() - t0)
 
 
-def _labels(meta: dict) -> tuple[np.ndarray, np.ndarray]:
+def clip_labels(meta: dict) -> tuple[np.ndarray, np.ndarray]:
     """Clip appearance targets (11,) and per-frame behavior targets (T, 10), both 0/1."""
     from prism_science.synth import BEHAVIORS, COLOURS, SIZES
 
@@ -108,7 +108,7 @@ def load_eval_set(test_dir: Path, size: int) -> dict[str, np.ndarray]:
     frames, appearance, behaviors, groups = [], [], [], []
     for k, clip in enumerate(clips):
         meta = json.loads(clip.entry.path.with_suffix(".json").read_text())
-        app, beh = _labels(meta)
+        app, beh = clip_labels(meta)
         data = clip.frames()
         for start in np.linspace(0, clip.n_frames - WINDOW, WINDOWS_PER_CLIP).astype(int):
             frames.append(np.asarray(data[start : start + WINDOW]))
