@@ -31,7 +31,6 @@ spread of a few hundredths between runs.)
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -42,7 +41,6 @@ import pretrain_ablation as ablation
 import torch
 
 from prism_science.models import load_model, save_model
-from prism_training.data import build_cache, list_videos
 
 logger = logging.getLogger("motion_capacity")
 
@@ -87,7 +85,7 @@ def fine_tune(model: torch.nn.Module, clips: list[tuple[np.ndarray, np.ndarray]]
     return losses
 
 
-def motion_maps(feats: np.ndarray, data: dict[str, np.ndarray]) -> dict[str, float]:
+def motion_maps(feats: np.ndarray, data: dict[str, np.ndarray], n_jobs: int) -> dict[str, float]:
     """The ablation's frozen motion probes (readouts mean and change) on cached features."""
     w, t = data["behaviors"].shape[:2]
     out = {}
@@ -95,7 +93,7 @@ def motion_maps(feats: np.ndarray, data: dict[str, np.ndarray]) -> dict[str, flo
         x = ablation.motion_inputs(feats, readout)
         out[readout], _ = ablation.probe_map(x.reshape(w * t, -1),
                                              data["behaviors"].reshape(w * t, -1),
-                                             np.repeat(data["groups"], t), n_jobs=2)
+                                             np.repeat(data["groups"], t), n_jobs=n_jobs)
     return out
 
 
@@ -118,10 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
 
     size = 128
-    clips = []
-    for clip in build_cache(list_videos(args.train_dir), ablation.RUNS / "cache", size):
-        meta = json.loads(clip.entry.path.with_suffix(".json").read_text())
-        clips.append((clip.frames(), ablation.clip_labels(meta)[1]))
+    clips = [(frames, behaviors)
+             for frames, _, behaviors in ablation.labelled_clips(args.train_dir, size)]
     entropy = label_entropy(np.concatenate([b for _, b in clips]))
 
     model = load_model(args.encoder)
@@ -132,9 +128,9 @@ def main(argv: list[str] | None = None) -> int:
 
     data = ablation.load_eval_set(Path(args.test_dir), size)
     before = motion_maps(ablation.encoder_features("motion capacity, before", args.encoder,
-                                                   data["frames"]), data)
+                                                   data["frames"]), data, args.threads)
     after = motion_maps(ablation.encoder_features("motion capacity, after", args.out,
-                                                  data["frames"]), data)
+                                                  data["frames"]), data, args.threads)
     late = float(np.mean(losses[len(losses) // 2 :]))
     print(f"fine-tuning: {args.steps} steps x {args.batch} windows, lr {args.lr} "
           f"(head {args.head_lr}), {minutes:.1f} min; loss over the second half {late:.3f} "

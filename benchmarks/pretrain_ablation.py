@@ -102,15 +102,22 @@ def clip_labels(meta: dict) -> tuple[np.ndarray, np.ndarray]:
     return np.array(appearance, np.float32), frames
 
 
+def labelled_clips(synth_dir: str | Path, size: int) -> list[tuple[np.ndarray, np.ndarray,
+                                                                    np.ndarray]]:
+    """Every clip of a synthetic dataset, decoded once into the cache at ``size`` px:
+    (frames (n, S, S, 3) uint8 memory-mapped, appearance (11,), behaviors (n, 10))."""
+    out = []
+    for clip in build_cache(list_videos(synth_dir), RUNS / "cache", size):
+        meta = json.loads(clip.entry.path.with_suffix(".json").read_text())
+        out.append((clip.frames(), *clip_labels(meta)))
+    return out
+
+
 def load_eval_set(test_dir: Path, size: int) -> dict[str, np.ndarray]:
     """Windows of the held-out clips: frames (W, 16, S, S, 3) uint8 and their labels."""
-    clips = build_cache(list_videos(test_dir), RUNS / "cache", size)
     frames, appearance, behaviors, groups = [], [], [], []
-    for k, clip in enumerate(clips):
-        meta = json.loads(clip.entry.path.with_suffix(".json").read_text())
-        app, beh = clip_labels(meta)
-        data = clip.frames()
-        for start in np.linspace(0, clip.n_frames - WINDOW, WINDOWS_PER_CLIP).astype(int):
+    for k, (data, app, beh) in enumerate(labelled_clips(test_dir, size)):
+        for start in np.linspace(0, len(data) - WINDOW, WINDOWS_PER_CLIP).astype(int):
             frames.append(np.asarray(data[start : start + WINDOW]))
             appearance.append(app)
             behaviors.append(beh[start : start + WINDOW])
