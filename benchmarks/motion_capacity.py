@@ -1,6 +1,6 @@
 """Can an encoder's frame tokens carry motion at all? A supervised reference for the ablation.
 
-Fine-tunes an encoder (default: the stage-1 teacher of the ablation) *with* the behavior labels
+Fine-tunes an encoder (default: the frame-only stage 1 of the ablation) *with* the behavior labels
 of the training clips -- per frame, mean of the frame's tokens -> linear head -> binary
 cross-entropy over the 10 behaviors -- then runs the ablation's frozen motion probes
 (``pretrain_ablation.py``: held-out clips, 5-fold grouped CV, readouts ``mean`` and ``change``)
@@ -100,7 +100,8 @@ def motion_maps(feats: np.ndarray, data: dict[str, np.ndarray], n_jobs: int) -> 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--encoder", default=str(ablation.RUNS / "default" / "stage1" / "final"),
-                        help="weights folder to start from (default: the ablation's teacher)")
+                        help="weights folder to start from (default: the frame-only stage 1, "
+                             "whose figures the docstring gives)")
     parser.add_argument("--train-dir", default=str(ablation.RUNS / "synth_train"))
     parser.add_argument("--test-dir", default=str(ablation.RUNS / "synth_test"))
     parser.add_argument("--steps", type=int, default=200)

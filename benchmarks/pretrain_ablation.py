@@ -1,8 +1,18 @@
 """Pretraining ablation: frozen-feature linear probes on held-out synthetic videos.
 
-Compares encoders of the same architecture: random initialisation, stage 1 only, stage 2 (full)
-and stage 2 without token shuffling / without global distillation (each ablation arm trained
-from the same stage-1 teacher with the same budget), plus the bundled default run if present.
+Compares encoders of the same architecture: random initialisation, stage 1 only (the teacher
+of stage 2), a stage-2 run and its ablation arms (each trained from the same stage-1 teacher
+with the same budget, one switch changed). Three recipes (``--recipe``):
+
+* ``motion`` (the bundled default's): the teacher is ``stage1_tiny`` continued on 4-frame clips
+  with same-video batches (``stage1_video_tiny``); the arms run ``stage2_motion_tiny`` -- our
+  frame-difference target added, token shuffling off -- and the same with token shuffling
+  back on, and without global distillation. The full arm is the default run's stage 2; the
+  frame-only stage 1 the teacher started from is a row of its own;
+* ``video``: the same teacher; VideoPrism's stage 2 (``stage2_video_tiny``), without token
+  shuffling, without global distillation;
+* ``frames`` (the previous default's): the teacher is ``stage1_tiny`` (single frames) and the
+  arms are VideoPrism's stage 2 on 16-frame clips (``stage2_tiny``) and its two ablations.
 
 Probes (scikit-learn logistic regression on standardised features, 5-fold cross-validation
 grouped by clip; the table gives the mean of the folds' mAP and their standard deviation) on
@@ -22,8 +32,9 @@ the previous frame (PCA to 64 dimensions), the same logistic regressions.
 
 Usage::
 
-    python benchmarks/pretrain_ablation.py train                 # the ablated stage-2 arms
-    python benchmarks/pretrain_ablation.py eval                  # prints the table
+    python benchmarks/pretrain_ablation.py train                 # the arms not yet trained
+    python benchmarks/pretrain_ablation.py eval --threads 2      # prints the table
+    python benchmarks/pretrain_ablation.py eval --recipe frames  # the previous default's
 
 Features are cached per encoder (weights sha256) in runs/ablation/features/.
 """
@@ -35,6 +46,7 @@ import json
 import logging
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -47,17 +59,40 @@ from prism_training.data import build_cache, list_videos
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "runs"
 ABLATION = RUNS / "ablation"
-# The full arm is the default run's stage 2 (runs/default/stage2, config stage2_tiny); the
-# other arms change one switch and keep its budget (steps x batch size).
-ARMS = {
+@dataclass(frozen=True)
+class Recipe:
+    """A stage-1 teacher and the stage-2 config of its arms; each arm changes one switch of
+    that config (overrides), keeps its budget, and has its run folder."""
+
+    stage2_config: str
+    teacher: Path
+    arms: dict[str, list[str]]
+    arm_dirs: dict[str, Path]
+
+
+FRAME_TEACHER = RUNS / "default" / "stage1" / "final"
+VIDEO_TEACHER = RUNS / "default" / "stage1_video" / "final"
+PAPER_ARMS = {  # VideoPrism's stage 2 and its two ablations
     "stage2_full": [],
     "stage2_no_shuffle": ["token_shuffle=false"],
     "stage2_no_global": ["global_distill=false"],
 }
-ARM_DIRS = {
-    "stage2_full": RUNS / "default" / "stage2",
-    "stage2_no_shuffle": ABLATION / "stage2_no_shuffle",
-    "stage2_no_global": ABLATION / "stage2_no_global",
+RECIPES = {
+    # The bundled default's: its full arm is the default run's stage 2.
+    "motion": Recipe("stage2_motion_tiny", VIDEO_TEACHER, {
+        "stage2_full": [],
+        "stage2_with_shuffle": ["token_shuffle=true"],
+        "stage2_no_global": ["global_distill=false"],
+    }, {
+        "stage2_full": RUNS / "default" / "stage2",
+        "stage2_with_shuffle": ABLATION / "motion" / "stage2_with_shuffle",
+        "stage2_no_global": ABLATION / "motion" / "stage2_no_global",
+    }),
+    "video": Recipe("stage2_video_tiny", VIDEO_TEACHER, PAPER_ARMS,
+                    {arm: ABLATION / "video" / arm for arm in PAPER_ARMS}),
+    # The previous default's.
+    "frames": Recipe("stage2_tiny", FRAME_TEACHER, PAPER_ARMS,
+                     {arm: ABLATION / "frames" / arm for arm in PAPER_ARMS}),
 }
 PIXELS = "pixels + frame difference, PCA 64 (no encoder)"
 WINDOW = 16
@@ -68,20 +103,20 @@ MOTION_READOUTS = ("mean", "change", "max")  # planes of :func:`features`, see t
 logger = logging.getLogger("pretrain_ablation")
 
 
-def train_arms(steps: int, teacher: Path, batch_size: int, threads: int,
+def train_arms(recipe: Recipe, steps: int, teacher: Path, batch_size: int, threads: int,
                arms: list[str]) -> None:
     """Train each stage-2 arm for ``steps`` steps of ``batch_size`` clips (same budget)."""
     from prism_training import stage2
 
     for arm in arms:
-        out = ARM_DIRS[arm]
+        out = recipe.arm_dirs[arm]
         if (out / "final" / "config.json").is_file():
             logger.info("%s already trained", arm)
             continue
-        cfg = apply_overrides(get_config("stage2_tiny"), [
+        cfg = apply_overrides(get_config(recipe.stage2_config), [
             f"out_dir={out}", f"teacher={teacher}", f"total_steps={steps}",
             f"batch_size={batch_size}", f"warmup_steps={max(1, steps // 10)}",
-            f"threads={threads}", "ckpt_every=5", "log_every=1", *ARMS[arm]])
+            f"threads={threads}", "ckpt_every=5", "log_every=1", *recipe.arms[arm]])
         t0 = time.time()
         stage2.main(cfg, resume=(out / "checkpoint.pt").is_file())
         logger.info("%s: %d steps in %.0f s", arm, steps, time.time() - t0)
@@ -283,14 +318,16 @@ def format_table(rows: list[dict], readouts: tuple[str, ...]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=("train", "eval"))
-    default = get_config("stage2_tiny")
-    parser.add_argument("--steps", type=int, default=default.total_steps,
-                        help="stage-2 steps of every arm (default: stage2_tiny's)")
-    parser.add_argument("--batch-size", type=int, default=default.batch_size)
+    parser.add_argument("--recipe", choices=list(RECIPES), default="motion",
+                        help="teacher and stage-2 config of the arms (see the docstring)")
+    parser.add_argument("--steps", type=int,
+                        help="stage-2 steps of every arm (default: the recipe config's)")
+    parser.add_argument("--batch-size", type=int, help="default: the recipe config's")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--arms", default="stage2_no_shuffle,stage2_no_global",
-                        help="comma-separated arms to train (stage2_full is the default run)")
-    parser.add_argument("--teacher", default=str(RUNS / "default" / "stage1" / "final"))
+    parser.add_argument("--arms", help="comma-separated arms to train (default: all of the "
+                                       "recipe's; those already trained are kept)")
+    parser.add_argument("--teacher", help="stage-1 weights the arms distil from, the 'stage 1 "
+                                          "only' row (default: the recipe's)")
     parser.add_argument("--test-dir", default=str(RUNS / "synth_test"),
                         help="held-out synthetic clips (prism-science synth --seed 2)")
     parser.add_argument("--motion-readouts", default=",".join(MOTION_READOUTS),
@@ -300,16 +337,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
+    recipe = RECIPES[args.recipe]
+    teacher = Path(args.teacher) if args.teacher else recipe.teacher
     if args.command == "train":
-        train_arms(args.steps, Path(args.teacher), args.batch_size, args.threads,
-                   args.arms.split(","))
+        arms = args.arms.split(",") if args.arms else list(recipe.arms)
+        unknown = sorted(set(arms) - set(recipe.arms))
+        if unknown:
+            parser.error(f"unknown arms {unknown}; choose from {list(recipe.arms)}")
+        config = get_config(recipe.stage2_config)
+        train_arms(recipe, args.steps or config.total_steps, teacher,
+                   args.batch_size or config.batch_size, args.threads, arms)
         return 0
-    encoders: dict[str, str | None] = {
-        PIXELS: None,
-        "random init": None,
-        "stage 1 only": args.teacher,
-        **{arm.replace("_", " "): str(ARM_DIRS[arm] / "final") for arm in ARMS},
-    }
+    encoders: dict[str, str | None] = {PIXELS: None, "random init": None}
+    if teacher != FRAME_TEACHER:
+        encoders["stage 1 on frames only (stage1_tiny)"] = str(FRAME_TEACHER)
+    encoders["stage 1 only"] = str(teacher)
+    encoders.update({arm.replace("_", " "): str(recipe.arm_dirs[arm] / "final")
+                     for arm in recipe.arms})
     readouts = tuple(args.motion_readouts.split(","))
     unknown = sorted(set(readouts) - set(MOTION_READOUTS))
     if unknown:

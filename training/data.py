@@ -443,6 +443,13 @@ class StepBatches(torch.utils.data.Dataset):
         stacked into the batch.
     salt : int
         Distinguishes independent streams (e.g. image-text batches) that share a seed.
+    windows_per_clip : int
+        1: each epoch is a plain permutation of the windows. k > 1: the epoch order is made of
+        groups of k windows of the same video (shuffled within the video, groups shuffled), so
+        a batch holds ``batch_size / k`` videos with k windows each; windows left over (videos
+        with fewer than k, or a remainder) follow in random order. In a contrastive batch the
+        captions of one video's windows differ only by what the animals do, which asks the
+        encoder for motion rather than for who is in the video.
     """
 
     def __init__(
@@ -456,10 +463,15 @@ class StepBatches(torch.utils.data.Dataset):
         world_size: int = 1,
         extras: Callable[[int, np.random.Generator], dict[str, Any]] | None = None,
         salt: int = 0,
+        windows_per_clip: int = 1,
     ) -> None:
         if batch_size % world_size:
             raise DataError(f"batch_size {batch_size} is not divisible by the {world_size} "
                             "processes; choose a multiple of the world size")
+        if windows_per_clip < 1 or (batch_size // world_size) % windows_per_clip:
+            raise DataError(f"windows_per_clip={windows_per_clip} must be >= 1 and divide the "
+                            f"per-process batch ({batch_size // world_size}), so that no "
+                            "video's group is split across batches or processes")
         self.source = source
         self.batch_size = batch_size
         self.seed = seed
@@ -469,6 +481,7 @@ class StepBatches(torch.utils.data.Dataset):
         self.world_size = world_size
         self.extras = extras
         self.salt = salt
+        self.windows_per_clip = windows_per_clip
         self._perms: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
@@ -478,9 +491,24 @@ class StepBatches(torch.utils.data.Dataset):
         n = len(self.source)
         epoch, offset = divmod(position, n)
         if epoch not in self._perms:
-            self._perms = {epoch: np.random.default_rng([self.seed, epoch, self.salt, 7])
-                           .permutation(n)}
+            rng = np.random.default_rng([self.seed, epoch, self.salt, 7])
+            self._perms = {epoch: (rng.permutation(n) if self.windows_per_clip == 1
+                                   else self._grouped_order(rng))}
         return int(self._perms[epoch][offset])
+
+    def _grouped_order(self, rng: np.random.Generator) -> np.ndarray:
+        k = self.windows_per_clip
+        by_video: dict[str, list[int]] = {}
+        for index, clip in enumerate(self.source.clips):
+            by_video.setdefault(str(clip.entry.path), []).append(index)
+        groups = []
+        for indices in by_video.values():
+            shuffled = rng.permutation(indices)
+            groups += [shuffled[i:i + k] for i in range(0, len(shuffled) - k + 1, k)]
+        grouped = [groups[g] for g in rng.permutation(len(groups))]
+        order = np.concatenate(grouped) if grouped else np.zeros(0, dtype=int)
+        rest = np.setdiff1d(np.arange(len(self.source)), order)
+        return np.concatenate([order, rng.permutation(rest)]).astype(int)
 
     def batch(self, step: int) -> dict[str, Any]:
         """This rank's share of the global batch of ``step``: ``video`` (b, T, S, S, 3) float32,

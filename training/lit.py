@@ -102,7 +102,8 @@ def main(cfg: LiTConfig, resume: bool = False) -> dict[str, Any]:
 
     def make_batches(first: int, last: int, rank: int, world: int) -> StepBatches:
         return StepBatches(source, cfg.batch_size, cfg.seed, first, last, rank, world,
-                           text_extras(tokenizer, captions))
+                           text_extras(tokenizer, captions),
+                           windows_per_clip=cfg.windows_per_clip)
 
     def export(obj: nn.Module, folder: Path) -> None:
         save_model(obj.model, folder)

@@ -8,6 +8,9 @@
   tokens before the token loss (``normalize_targets``).
 * :func:`global_distillation_loss`: stage 2's global distillation, 1 - cosine between the
   student's pooled video embedding and the teacher's.
+* :func:`frame_difference_patches` and :func:`motion_target_loss`: our optional stage-2 motion
+  target (``motion_weight``, not in VideoPrism): the decoder also predicts every token's patch
+  of the absolute frame difference, as MotionMAE's frame-difference targets.
 """
 
 from __future__ import annotations
@@ -16,11 +19,14 @@ import math
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
 __all__ = [
     "LogitScale",
+    "frame_difference_patches",
     "global_distillation_loss",
+    "motion_target_loss",
     "normalize_token_targets",
     "symmetric_infonce",
     "token_distillation_loss",
@@ -109,6 +115,30 @@ def normalize_token_targets(tokens: torch.Tensor, eps: float = 1e-6) -> torch.Te
     mean = tokens.mean(dim=1, keepdim=True)
     var = tokens.var(dim=1, keepdim=True, unbiased=False)
     return (tokens - mean) / torch.sqrt(var + eps)
+
+
+def frame_difference_patches(video: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """Motion-energy target of every token: (B, T, S, S, 3) -> (B, T*n, P*P*3).
+
+    Each token's patch of the absolute difference between its frame and the previous one (zero
+    in the first frame), in the encoder's token order (frame-major, patches row by row).
+    """
+    video = video.float()
+    diff = (video - torch.cat([video[:, :1], video[:, :-1]], dim=1)).abs()
+    return rearrange(diff, "b t (h p) (w q) c -> b (t h w) (p q c)", p=patch_size, q=patch_size)
+
+
+def motion_target_loss(prediction: torch.Tensor, target: torch.Tensor,
+                       eps: float = 1e-6) -> torch.Tensor:
+    """Mean squared error to the target standardised over the batch (1: predicting its mean).
+
+    prediction, target (B, L, P*P*3) -> scalar float32. The prediction lives in the
+    standardised units: raw frame differences are about 1e-3, far below the size of an
+    optimiser step on a unit-scale output.
+    """
+    target = target.detach().float()
+    standardised = (target - target.mean()) / torch.sqrt(target.var(unbiased=False) + eps)
+    return F.mse_loss(prediction.float(), standardised)
 
 
 def global_distillation_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:

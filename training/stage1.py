@@ -127,7 +127,8 @@ def main(cfg: Stage1Config, resume: bool = False) -> dict[str, Any]:
 
     def make_batches(first: int, last: int, rank: int, world: int) -> torch.utils.data.Dataset:
         videos = StepBatches(source, cfg.batch_size, cfg.seed, first, last, rank, world,
-                             text_extras(tokenizer, captions))
+                             text_extras(tokenizer, captions),
+                             windows_per_clip=cfg.windows_per_clip)
         images = None
         if image_source is not None:
             image_caps = [c.entry.caption for c in image_source.clips]

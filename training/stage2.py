@@ -7,7 +7,9 @@ tokens fill the masked slots, and a shallow decoder -- which adds its position e
 the shuffle -- predicts the teacher's token embeddings at every position (token distillation).
 The student's pooled embedding (auxiliary encoder + MAP pooler over its visible tokens) is
 pulled to the teacher's (global distillation). Shuffling and both losses can be switched off
-for ablations (``token_shuffle``, ``token_distill``, ``global_distill``). Token targets are
+for ablations (``token_shuffle``, ``token_distill``, ``global_distill``). Our optional motion
+target (``motion_weight``) adds a decoder head predicting each token's patch of the absolute
+frame difference. Token targets are
 standardised per clip and channel (``normalize_targets``); a teacher trained on one-frame clips
 encodes each frame on its own (``teacher_per_frame``).
 """
@@ -35,7 +37,9 @@ from prism_training.data import StepBatches, list_videos, read_manifest
 from prism_training.engine import setup_distributed, train
 from prism_training.errors import CheckpointError, ConfigError
 from prism_training.losses import (
+    frame_difference_patches,
     global_distillation_loss,
+    motion_target_loss,
     normalize_token_targets,
     token_distillation_loss,
 )
@@ -103,10 +107,13 @@ class MaskedTokenDecoder(nn.Module):
         Decoder width, depth, heads.
     num_frames, num_patches : int
         Grid T and n (patches per frame).
+    motion_dim : int
+        0, or the width of a second head on the same decoder output that predicts each
+        position's motion target (``P*P*3`` pixels of frame difference).
     """
 
     def __init__(self, in_dim: int, out_dim: int, dim: int, num_layers: int, num_heads: int,
-                 num_frames: int, num_patches: int) -> None:
+                 num_frames: int, num_patches: int, motion_dim: int = 0) -> None:
         super().__init__()
         self.num_frames = num_frames
         self.num_patches = num_patches
@@ -117,19 +124,25 @@ class MaskedTokenDecoder(nn.Module):
         self.blocks = VisionTransformer(num_layers, dim, num_heads, 4 * dim)
         self.norm = LayerNorm(dim)
         self.head = nn.Linear(dim, out_dim)
+        self.motion_head = nn.Linear(dim, motion_dim) if motion_dim else None
         init_weights(self)
         for p in (self.mask_token, self.spatial_pos, self.temporal_pos):
             nn.init.trunc_normal_(p, std=0.02, a=-0.04, b=0.04)
+        if self.motion_head is not None:  # start at "no motion" (loss near 1), not at noise
+            nn.init.zeros_(self.motion_head.weight)
+            nn.init.zeros_(self.motion_head.bias)
 
     def forward(self, tokens: torch.Tensor, positions: torch.Tensor,
-                perm: torch.Tensor) -> torch.Tensor:
-        """tokens (B, V, in_dim), positions/perm (B, V) int64 -> predictions (B, T*n, out_dim)."""
+                perm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """tokens (B, V, in_dim), positions/perm (B, V) int64 -> predictions (B, T*n, out_dim)
+        and, with a motion head, motion predictions (B, T*n, motion_dim) (else None)."""
         length = self.num_frames * self.num_patches
         x = place_tokens(self.embed(tokens), positions, perm, self.mask_token, length)
         pos = (self.temporal_pos[:, None, :] + self.spatial_pos[None, :, :]).reshape(length, -1)
         x = x + pos.to(x.dtype)  # after the shuffle (VideoPrism's token shuffling)
         x, _ = self.blocks(x)
-        return self.head(self.norm(x))
+        x = self.norm(x)
+        return self.head(x), (self.motion_head(x) if self.motion_head is not None else None)
 
 
 def check_architecture(model: nn.Module, expected_name: str, source: str) -> None:
@@ -183,6 +196,9 @@ class Stage2Objective(nn.Module):
         if not (cfg.token_distill or cfg.global_distill):
             raise ConfigError("token_distill and global_distill are both off: nothing to train; "
                               "switch one on")
+        if cfg.motion_weight and not cfg.token_distill:
+            raise ConfigError("motion_weight needs the decoder of token_distill; switch "
+                              "token_distill on or set motion_weight=0")
         self.cfg = cfg
         self.teacher = teacher
         torch.manual_seed(cfg.seed)
@@ -208,7 +224,8 @@ class Stage2Objective(nn.Module):
         if cfg.token_distill:
             self.decoder = MaskedTokenDecoder(
                 student.model_dim, dim, cfg.decoder_dim or dim, cfg.decoder_layers,
-                cfg.decoder_heads, num_frames, self.num_patches)
+                cfg.decoder_heads, num_frames, self.num_patches,
+                motion_dim=3 * student.patch_size ** 2 if cfg.motion_weight else 0)
 
     def train(self, mode: bool = True) -> Stage2Objective:
         super().train(mode)
@@ -237,9 +254,13 @@ class Stage2Objective(nn.Module):
         loss = tokens.new_zeros(())
         if self.decoder is not None:
             positions = visible_token_positions(keep, video.shape[1], self.num_patches)
-            pred = self.decoder(tokens, positions, perm)
+            pred, motion_pred = self.decoder(tokens, positions, perm)
             out["token_loss"] = token_distillation_loss(pred, target_tokens)
             loss = loss + out["token_loss"]
+            if motion_pred is not None:
+                out["motion_loss"] = motion_target_loss(
+                    motion_pred, frame_difference_patches(video, self.student.patch_size))
+                loss = loss + self.cfg.motion_weight * out["motion_loss"]
         if self.cfg.global_distill:
             out["global_loss"] = global_distillation_loss(
                 pooled_embedding(self.student, tokens), target_global)
@@ -285,7 +306,8 @@ def main(cfg: Stage2Config, resume: bool = False) -> dict[str, Any]:
                 "perm": shuffle_permutation(rng, tokens_visible, cfg.token_shuffle)}
 
     def make_batches(first: int, last: int, rank: int, world: int) -> StepBatches:
-        return StepBatches(source, cfg.batch_size, cfg.seed, first, last, rank, world, extras)
+        return StepBatches(source, cfg.batch_size, cfg.seed, first, last, rank, world, extras,
+                           windows_per_clip=cfg.windows_per_clip)
 
     def export(obj: nn.Module, folder: Path) -> None:
         save_model(obj.student, folder)

@@ -143,3 +143,33 @@ def test_step_batches_are_deterministic_and_shard_by_rank(tiny_videos: Path,
     assert sorted(seen.tolist()) == list(range(6))
     with pytest.raises(DataError, match="not divisible"):
         StepBatches(source, 3, 0, 0, 1, rank=0, world_size=2)
+
+
+def test_windows_per_clip_batches_group_windows_of_one_video(tiny_videos: Path,
+                                                            tmp_path: Path) -> None:
+    # Windows per video: clip0 five, clip1 four, clip2 two, clip3 one.
+    counts = {"clip0.mp4": 5, "clip1.mp4": 4, "clip2.mp4": 2, "clip3.mp4": 1}
+    rows = [{"path": str(tiny_videos / name), "caption": f"{name} {w}",
+             "start_frame": w, "end_frame": w + 7}
+            for name, n in counts.items() for w in range(n)]
+    manifest = tmp_path / "windows.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    clips = build_cache(read_manifest(manifest), tmp_path / "cache", 16)
+    video_of = [Path(c.entry.path).name for c in clips]
+    source = ClipSource(clips, num_frames=4, size=16)
+    batches = StepBatches(source, 4, seed=1, first_step=0, last_step=3, windows_per_clip=2)
+    epoch = torch.cat([batches[s]["index"] for s in range(3)]).tolist()
+    assert sorted(epoch) == list(range(len(rows)))  # still one visit per window per epoch
+    # Two groups from clip0, two from clip1, one from clip2: ten windows in same-video pairs,
+    # then the two left over (clip0's fifth, clip3's only one).
+    pairs = [epoch[i:i + 2] for i in range(0, 10, 2)]
+    assert all(video_of[a] == video_of[b] for a, b in pairs)
+    assert sorted(video_of[a] for a, _ in pairs) == ["clip0.mp4"] * 2 + ["clip1.mp4"] * 2 + [
+        "clip2.mp4"]
+    assert sorted(video_of[i] for i in epoch[10:]) == ["clip0.mp4", "clip3.mp4"]
+    plain = StepBatches(source, 4, seed=1, first_step=0, last_step=3)
+    assert torch.cat([plain[s]["index"] for s in range(3)]).tolist() != epoch
+    with pytest.raises(DataError, match="windows_per_clip=3 must .* divide"):
+        StepBatches(source, 4, 0, 0, 1, windows_per_clip=3)
+    with pytest.raises(DataError, match="per-process batch \\(2\\)"):
+        StepBatches(source, 4, 0, 0, 1, rank=0, world_size=2, windows_per_clip=4)

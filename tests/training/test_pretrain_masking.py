@@ -99,14 +99,36 @@ def test_decoder_predicts_every_slot_and_ignores_token_order_without_positions()
     tokens = torch.randn(1, 4, 8)
     positions = torch.tensor([[0, 2, 4, 6]])
     ident = torch.arange(4)[None]
-    out = dec(tokens, positions, ident)
-    assert out.shape == (1, 8, 6)
+    out, motion = dec(tokens, positions, ident)
+    assert out.shape == (1, 8, 6) and motion is None
     # Visible tokens identical to one another: any shuffle gives the same predictions.
     same = tokens[:, :1].expand(1, 4, 8)
-    torch.testing.assert_close(dec(same, positions, ident),
-                               dec(same, positions, torch.tensor([[3, 1, 0, 2]])))
+    torch.testing.assert_close(dec(same, positions, ident)[0],
+                               dec(same, positions, torch.tensor([[3, 1, 0, 2]]))[0])
     # Distinct tokens: a shuffle changes the predictions.
-    assert not torch.allclose(out, dec(tokens, positions, torch.tensor([[3, 1, 0, 2]])))
+    assert not torch.allclose(out, dec(tokens, positions, torch.tensor([[3, 1, 0, 2]]))[0])
+    with_motion = MaskedTokenDecoder(in_dim=8, out_dim=6, dim=16, num_layers=1, num_heads=2,
+                                     num_frames=2, num_patches=4, motion_dim=12)
+    assert with_motion(tokens, positions, ident)[1].shape == (1, 8, 12)
+
+
+def test_frame_difference_target_lines_up_with_the_token_grid() -> None:
+    from prism_training.losses import frame_difference_patches, motion_target_loss
+
+    video = torch.zeros(1, 3, 4, 4, 3)  # T=3 frames of 2x2 patches of 2x2 pixels
+    video[0, 1, 2:, :2] = 0.5  # frame 1: bottom-left patch lights up...
+    video[0, 2, 2:, :2] = 0.5  # ...and stays: no change in frame 2
+    target = frame_difference_patches(video, 2)
+    assert target.shape == (1, 12, 12)  # T*n tokens of P*P*3 values
+    moved = target.abs().sum(-1).reshape(3, 4)
+    expected = torch.zeros(3, 4)
+    expected[1, 2] = 0.5 * 12  # frame 1, patch (row 1, col 0) in raster order
+    torch.testing.assert_close(moved, expected)
+    # In standardised units: predicting the mean (zero) scores 1, the standardised target 0.
+    assert abs(motion_target_loss(torch.zeros_like(target), target).item() - 1) < 1e-4
+    standardised = (target - target.mean()) / target.std(unbiased=False)
+    assert motion_target_loss(standardised, target).item() < 1e-6
+    assert motion_target_loss(target, target).item() > 0.5  # raw values are the wrong units
 
 
 def test_normalized_targets_drop_what_all_tokens_share() -> None:

@@ -87,6 +87,22 @@ def test_stage2_one_step_and_architecture_checks(stage1_run: Path, tiny_videos: 
     with pytest.raises(ConfigError, match="nothing to train"):
         stage2.main(_cfg("stage2_test", tiny_videos, tmp_path / "bad4", f"teacher={stage1_run}",
                          "token_distill=false", "global_distill=false"))
+    with pytest.raises(ConfigError, match="motion_weight needs the decoder"):
+        stage2.main(_cfg("stage2_test", tiny_videos, tmp_path / "bad5", f"teacher={stage1_run}",
+                         "token_distill=false", "motion_weight=1"))
+
+
+def test_stage2_motion_target_is_trained_and_logged(stage1_run: Path, tiny_videos: Path,
+                                                    tmp_path: Path) -> None:
+    out = tmp_path / "s2_motion"
+    stage2.main(_cfg("stage2_test", tiny_videos, out, f"teacher={stage1_run}",
+                     "motion_weight=0.5", "total_steps=2"))
+    logs = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    # The motion loss is part of the total, with its weight; it starts near 1 (the mean).
+    first = logs[0]
+    assert 0.2 < first["motion_loss"] < 5
+    expected = first["token_loss"] + first["global_loss"] + 0.5 * first["motion_loss"]
+    assert first["loss"] == pytest.approx(expected, rel=1e-5)
 
 
 def test_lit_locks_the_encoder(stage1_run: Path, tiny_videos: Path, tmp_path: Path) -> None:
