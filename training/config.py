@@ -130,18 +130,27 @@ class Stage2Config(TrainConfig):
 
     Command::
 
-        prism-science pretrain stage2 --config stage2_tiny --out runs/default/stage2 \\
-            --set teacher=runs/default/stage1/final
+        prism-science pretrain stage2 --config stage2_tiny --out runs/ablation/frames/stage2_full
 
-    Expected (measured, ``stage2_tiny``, 30 min on one core): the token distillation loss
-    (1 - cosine to the normalised teacher tokens at all positions) falls from about 0.96 to
-    0.63 and the global loss settles near 0.16; ``final/`` holds an LvT weights folder whose
-    encoder is the student, with the teacher's appearance probes kept (mAP 0.582).
+    Expected (measured, ``stage2_tiny``, the previous default's, 30 min on one core): the
+    token distillation loss (1 - cosine to the normalised teacher tokens at all positions)
+    falls from about 0.96 to 0.63 and the global loss settles near 0.16; ``final/`` holds an
+    LvT weights folder whose encoder is the student, with the teacher's appearance probes kept
+    (mAP 0.582).
 
     ``stage2_video_tiny`` distils from the ``stage1_video_tiny`` teacher on its 4-frame clips
-    (``--set teacher=runs/default/stage1_video/final``): 800 steps, 25 min on one core with
+    (``runs/default/stage1_video``): 800 steps, 25 min on one core with
     three runs side by side; token loss 0.97 -> 0.51, global 0.20 -> 0.12; appearance kept
     (0.595), motion not gained over the teacher (0.218 vs 0.229), see the model card.
+
+    ``stage2_motion_tiny``, the bundled default's stage 2, adds our frame-difference target
+    (``motion_weight=1``) and switches token shuffling off::
+
+        prism-science pretrain stage2 --config stage2_motion_tiny --out runs/default/stage2
+
+    Expected (measured, 30 min on one core beside two other runs): token loss 0.98 -> 0.43,
+    motion loss 1.00 -> 0.96, global 0.20 -> 0.11; held-out motion probes 0.288 mAP (teacher
+    0.229), appearance kept (0.595).
     """
 
     name: str = "stage2"
@@ -176,10 +185,11 @@ class LiTConfig(TrainConfig):
         prism-science pretrain lit --config lit_tiny --out runs/default/lit \\
             --set encoder=runs/default/stage2/final
 
-    Expected (measured, ``lit_tiny``, 20 min on one core): InfoNCE from 0.42 to about 0.22,
-    in-batch accuracy from 0.81 to 0.90; the encoder's weights in ``final/`` are bit-identical
-    to the stage-2 ones, so its token features are the stage-2 features, and the model answers
-    text queries (held-out text->video top-1 0.094 in groups of 32, ``text_retrieval.py``).
+    Expected (measured, ``lit_tiny`` on the ``stage2_motion_tiny`` encoder, 11 min on one core
+    beside another run): InfoNCE from 0.48 to about 0.21, in-batch accuracy from 0.79 to 0.91;
+    the encoder's weights in ``final/`` are bit-identical to the stage-2 ones, so its token
+    features are the stage-2 features, and the model answers text queries (held-out
+    text->video top-1 0.097 in groups of 32, ``text_retrieval.py``).
     """
 
     name: str = "lit"
