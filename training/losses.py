@@ -133,8 +133,8 @@ def motion_target_loss(prediction: torch.Tensor, target: torch.Tensor,
     """Mean squared error to the target standardised over the batch (1: predicting its mean).
 
     prediction, target (B, L, P*P*3) -> scalar float32. The prediction lives in the
-    standardised units: raw frame differences are about 1e-3, far below the size of an
-    optimiser step on a unit-scale output.
+    standardised units: raw frame differences average a few thousandths, far below the size
+    of an optimiser step on a unit-scale output.
     """
     target = target.detach().float()
     standardised = (target - target.mean()) / torch.sqrt(target.var(unbiased=False) + eps)

@@ -7,11 +7,11 @@ tokens fill the masked slots, and a shallow decoder -- which adds its position e
 the shuffle -- predicts the teacher's token embeddings at every position (token distillation).
 The student's pooled embedding (auxiliary encoder + MAP pooler over its visible tokens) is
 pulled to the teacher's (global distillation). Shuffling and both losses can be switched off
-for ablations (``token_shuffle``, ``token_distill``, ``global_distill``). Our optional motion
-target (``motion_weight``) adds a decoder head predicting each token's patch of the absolute
-frame difference. Token targets are
+for ablations (``token_shuffle``, ``token_distill``, ``global_distill``). Token targets are
 standardised per clip and channel (``normalize_targets``); a teacher trained on one-frame clips
-encodes each frame on its own (``teacher_per_frame``).
+encodes each frame on its own (``teacher_per_frame``). Our optional motion target
+(``motion_weight``, not in VideoPrism) adds a decoder head predicting each token's patch of the
+absolute frame difference.
 """
 
 from __future__ import annotations
