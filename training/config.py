@@ -358,14 +358,12 @@ def _stage1_tiny() -> TrainConfig:
 
 @register_config("stage1_video_tiny")
 def _stage1_video_tiny() -> TrainConfig:
-    return Stage1Config(
-        model="prism-lvt-tiny-p16-f16-r128",
-        manifest=str(RUNS_DIR / "default" / "train_windows.jsonl"),
-        cache_dir=_CACHE,
-        # Continues stage1_tiny on 4-frame clips over 1 s, and each batch holds 4 windows of
-        # each of 8 videos: within a video the captions differ only by what the animals do, so
-        # the contrastive loss can no longer be met by appearance alone. This is the video
-        # teacher of stage 2 (the paper's stage 1 is trained on video, not frames).
+    # Continues stage1_tiny on 4-frame clips over 1 s, and each batch holds 4 windows of each of
+    # 8 videos: within a video the captions differ only by what the animals do, so the
+    # contrastive loss can no longer be met by appearance alone. This is the video teacher of
+    # stage 2 (the paper's stage 1 is trained on video, not frames).
+    return dataclasses.replace(
+        _stage1_tiny(),
         init_from=str(RUNS_DIR / "default" / "stage1" / "final"),
         num_frames=4,
         frame_stride=4,
@@ -373,7 +371,6 @@ def _stage1_video_tiny() -> TrainConfig:
         batch_size=32,
         total_steps=600,
         warmup_steps=30,
-        lr=5e-4,
         ckpt_every=40,
         log_every=5,
     )
