@@ -4,8 +4,8 @@ Synthetic videos: behaviors in bouts along time (background, two common behavior
 one, ~3 % of frames); each frame's feature is its behavior's cluster centre plus noise; the
 common clusters overlap, the rare one lies apart. Starting from the same random frames,
 labels are added in batches, either as suggested by
-:func:`prism_science.active.suggest_frames` (entropy + k-center diversity) or at random; a
-linear probe is retrained after each batch and scored (mAP) on held-out videos. Prints the
+:func:`prism_science.evaluation.active.suggest_frames` (entropy + k-center diversity) or at
+random; a linear probe is retrained after each batch and scored (mAP) on held-out videos. Prints the
 labels each strategy needed to reach the target mAP.
 
     .venv/bin/python benchmarks/active_learning.py [--seeds 3] [--target 0.88]
@@ -19,7 +19,7 @@ import time
 import numpy as np
 import torch
 
-from prism_science.active import labels_to_reach, simulate_active_learning
+from prism_science.evaluation.active import labels_to_reach, simulate_active_learning
 from prism_science.probes import LinearProbe
 
 

@@ -8,7 +8,7 @@ Run::
 Part 1 and 2 measure, in the same process and on the same frames: decode-only frames/s (frames
 decoded and resized to the model's input inside PyAV, as extraction does), encode-only frames/s
 (the encoder on the same number of clips, already decoded), and end-to-end frames/s (decode
-thread + encoder + Zarr writes, `prism_science.extract.extract_ranges`). Part 1 uses the real
+thread + encoder + Zarr writes, `prism_science.extraction.extract_ranges`). Part 1 uses the real
 open-field mouse video (640x480, ../shared), part 2 a 720p synthetic video written here.
 Part 3 writes a long low-complexity video (default 30 min at 15 fps, 320x240) and extracts it in
 a child process while sampling its RSS; it prints RSS over time and the peak.
@@ -33,17 +33,17 @@ import numpy as np
 import psutil
 import torch
 
-from prism_science.extract import VideoSource, extract_ranges, prepare_video
-from prism_science.features import (
+from prism_science.extraction import VideoSource, extract_ranges, prepare_video
+from prism_science.extraction.features import (
     feature_key,
     feature_provenance,
     load_encoder,
     model_feature_shape,
 )
+from prism_science.extraction.windows import WindowParams, plan_windows, window_range
 from prism_science.models import find_weights
 from prism_science.store import open_store
 from prism_science.video import open_video
-from prism_science.windows import WindowParams, plan_windows, window_range
 
 SHARED = Path(os.environ.get("PRISM_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 REAL_VIDEO = SHARED / "data/real/dlc_openfield/m3v1mp4.mp4"

@@ -24,7 +24,7 @@ encoder -- 16x16 grayscale frames plus the absolute difference to the previous f
 standardised, PCA to 64 dimensions, one balanced logistic regression per behavior.
 
 Features are cached in ``runs/probe_evidence/<weights sha>/`` (a Zarr feature store per
-dataset, resumed by :func:`prism_science.extract.run_extraction`), so reruns are fast.
+dataset, resumed by :func:`prism_science.extraction.run_extraction`), so reruns are fast.
 
     .venv/bin/python benchmarks/probe_evidence.py --model default \
         --write-md docs/probes_evidence.md
@@ -52,17 +52,17 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from prism_science.extract import ExtractOptions, run_extraction
-from prism_science.features import load_encoder
+from prism_science.evaluation.metrics import average_precision
+from prism_science.extraction import ExtractOptions, run_extraction
+from prism_science.extraction.features import load_encoder
+from prism_science.extraction.windows import WindowParams
 from prism_science.labels import read_labels, to_frame_matrix
-from prism_science.metrics import average_precision
 from prism_science.models import build_model
 from prism_science.models.weights import save_model
 from prism_science.probes import make_probe
 from prism_science.store import open_store
 from prism_science.synth import BEHAVIORS, SynthConfig, generate_dataset
 from prism_science.video import content_hash, open_video
-from prism_science.windows import WindowParams
 
 logger = logging.getLogger("probe_evidence")
 
@@ -498,7 +498,8 @@ def format_result(result: Result, command: str) -> str:
         f"(seed {RANDOM_SEED}); and a baseline without encoder: 16x16 grayscale pixels plus the "
         "absolute difference to the previous frame, standardised, PCA to 64 dimensions, one "
         "balanced logistic regression per behavior. AP = average precision over labeled test "
-        "frames (`prism_science.metrics.average_precision`); `-` = no positive in the test or "
+        "frames (`prism_science.evaluation.metrics.average_precision`); `-` = no positive in the "
+        "test or "
         "training frames; mAP = mean over the other behaviors. Probe rows average their APs over "
         "the seeds; `sd` is the standard deviation of mAP over the seeds. The chance row is the "
         "AP of uninformative scores (the test prevalence of each behavior).",

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from prism_science.metrics import mean_average_precision
+from prism_science.evaluation.metrics import mean_average_precision
 from prism_science.probes import LinearProbe, TemporalProbe
 
 

@@ -4,7 +4,7 @@ On the sample data with the bundled default encoder it
 
 1. generates a few synthetic behavior videos (:mod:`prism_science.synth`) beside the real fly
    courtship clip of ``sample_data/``;
-2. extracts per-frame features of all of them into one store (:mod:`prism_science.extract`);
+2. extracts per-frame features of all of them into one store (:mod:`prism_science.extraction`);
 3. saves labels the way a user would have made them: on the fly clip only alternate blocks of
    frames are labeled (partial labeling; the other blocks are held out), and the synthetic videos
    are split by video into labeled and held-out ones;
@@ -156,8 +156,8 @@ def _train_predict_evaluate(store, dataset: str, train_ids: list[str], video_ids
                             options: DemoOptions, result: DemoResult) -> None:
     """Train on label set 'manual' of ``train_ids``, predict ``video_ids``, evaluate 'heldout'."""
     from prism_science.evaluation import write_report
+    from prism_science.pipeline import evaluate_store, predict_to_store, train_probe
     from prism_science.probes import save_probe
-    from prism_science.probes.workflow import evaluate_store, predict_to_store, train_probe
 
     t0 = time.perf_counter()
     probe, _ = train_probe(store, "manual", options.probe, video_ids=train_ids,
@@ -194,11 +194,11 @@ def run_demo(options: DemoOptions) -> DemoResult:
     PrismError
         Sample data missing, the model cannot be loaded, or a step fails on bad input.
     """
-    from prism_science.extract import ExtractOptions, run_extraction
+    from prism_science.extraction import ExtractOptions, run_extraction
+    from prism_science.extraction.windows import WindowParams
     from prism_science.labels import read_labels, to_frame_matrix
     from prism_science.store import open_store
     from prism_science.synth import BEHAVIORS, SynthConfig, generate_dataset
-    from prism_science.windows import WindowParams
 
     sample_dir = options.sample_dir or default_sample_dir()
     fly_video = sample_dir / "fly_courtship" / "clip.mp4"

@@ -29,3 +29,39 @@ class LabelError(PrismError):
 
 class ProbeError(PrismError):
     """A probe does not match the features it is applied to."""
+
+
+class ConfigError(PrismError):
+    """A model or training config names an unknown field or holds an unusable value."""
+
+
+class VideoInputError(PrismError):
+    """A video tensor given to a model has the wrong shape, dtype or value range."""
+
+
+class TextInputError(PrismError):
+    """Token ids or paddings given to a text encoder have the wrong shape, dtype or range."""
+
+
+class WindowError(PrismError):
+    """Window parameters are invalid for the model or the video."""
+
+
+class SynthError(PrismError):
+    """A synthetic-world configuration is invalid."""
+
+
+class ClusterError(PrismError):
+    """A cluster specification is invalid or the cluster cannot be reached."""
+
+
+class DataError(PrismError):
+    """A manifest, caption or video folder cannot be used for training."""
+
+
+class CheckpointError(WeightsError):
+    """A checkpoint or teacher/encoder weights folder is corrupt or of another architecture."""
+
+
+class TrainingError(PrismError):
+    """The optimisation itself failed (e.g. too many steps with a non-finite loss)."""

@@ -13,12 +13,12 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from prism_science.errors import CheckpointError, ConfigError, DataError
 from prism_science.models.layers import l2_normalize
 from prism_science.models.text import Tokenizer, canonicalize_text
 from prism_training.config import TrainConfig
 from prism_training.data import ClipSource, ManifestEntry, build_cache, read_manifest
 from prism_training.engine import DistInfo, setup_distributed
-from prism_training.errors import CheckpointError, ConfigError, DataError
 from prism_training.losses import LogitScale, symmetric_infonce
 
 __all__ = [

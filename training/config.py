@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prism_training.errors import ConfigError
+from prism_science.errors import ConfigError
 
 __all__ = [
     "LiTConfig",

@@ -28,10 +28,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from prism_science.errors import VideoError
+from prism_science.errors import DataError, VideoError
 from prism_science.video import open_video
-from prism_science.video_index import IMAGE_EXTENSIONS, natural_sort_key
-from prism_training.errors import DataError
+from prism_science.video.index import IMAGE_EXTENSIONS, natural_sort_key
 
 __all__ = [
     "VIDEO_EXTENSIONS",

@@ -30,8 +30,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from prism_science.errors import CheckpointError, ConfigError, TrainingError
 from prism_training.config import TrainConfig, config_to_dict, save_config
-from prism_training.errors import CheckpointError, ConfigError, TrainingError
 
 __all__ = [
     "CHECKPOINT_FILE",

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from prism_science.errors import ConfigError
 from prism_science.models import build_model, load_model, save_model
 from prism_science.models.text import Tokenizer
 from prism_training.common import (
@@ -30,7 +31,6 @@ from prism_training.common import (
 from prism_training.config import LiTConfig
 from prism_training.data import StepBatches
 from prism_training.engine import train
-from prism_training.errors import ConfigError
 
 __all__ = ["build_lit_model", "main"]
 

@@ -21,7 +21,7 @@ __all__ = ["num_kept", "shuffle_permutation", "tube_mask", "visible_token_positi
 def num_kept(num_patches: int, mask_ratio: float) -> int:
     """Patch positions kept per frame: ``round(n * (1 - ratio))``, at least 1 and at most n."""
     if not 0.0 <= mask_ratio < 1.0:
-        from prism_training.errors import ConfigError
+        from prism_science.errors import ConfigError
 
         raise ConfigError(f"mask_ratio must lie in [0, 1), found {mask_ratio}")
     return int(min(num_patches, max(1, round(num_patches * (1.0 - mask_ratio)))))

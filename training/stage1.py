@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from prism_science.errors import ConfigError
 from prism_science.models import build_model, load_model, save_model
 from prism_science.models.text import Tokenizer
 from prism_training.common import (
@@ -32,7 +33,6 @@ from prism_training.common import (
 from prism_training.config import Stage1Config
 from prism_training.data import StepBatches, read_manifest
 from prism_training.engine import train
-from prism_training.errors import ConfigError
 
 __all__ = ["MixedBatches", "build_text_model", "main"]
 

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from prism_science.errors import CheckpointError, ConfigError
 from prism_science.models import build_model, get_config, load_model, save_model
 from prism_science.models.layers import LayerNorm, VisionTransformer, init_weights
 from prism_training.common import (
@@ -35,7 +36,6 @@ from prism_training.common import (
 from prism_training.config import Stage2Config
 from prism_training.data import StepBatches, list_videos, read_manifest
 from prism_training.engine import setup_distributed, train
-from prism_training.errors import CheckpointError, ConfigError
 from prism_training.losses import (
     frame_difference_patches,
     global_distillation_loss,

@@ -1,6 +1,6 @@
 """Extract features: encode the open videos (or a folder) into a feature store, in a worker.
 
-The work is the library's batch extraction (:mod:`prism_science.extract`: record the video,
+The work is the library's batch extraction (:mod:`prism_science.extraction`: record the video,
 create the feature set, fill the missing chunks, mark it complete), done one chunk at a time so
 that progress shows and cancel stops between chunks; a cancelled or failed run leaves the
 finished chunks in the store, and the next run completes only what is missing.
@@ -52,20 +52,20 @@ def extract_task(
     Yields ``(frames done, frames to do, message)``; returns ``{"key", "videos": {resolved
     path: video_id}, "failed": [(path, reason)]}``.
     """
-    from prism_science.extract import (
+    from prism_science.extraction import (
         check_store_compatible,
         extract_ranges,
         find_videos,
         prepare_video,
     )
-    from prism_science.features import (
+    from prism_science.extraction.features import (
         feature_key,
         feature_provenance,
         load_encoder,
         model_feature_shape,
     )
+    from prism_science.extraction.windows import WindowParams
     from prism_science.store import open_store
-    from prism_science.windows import WindowParams
 
     yield 0, 1, f"loading {model_name}"
     model = load_encoder(model_name, device=device)

@@ -66,8 +66,8 @@ def similarity_curve(
     """
     import torch
 
+    from prism_science.extraction.windows import WindowParams, plan_windows
     from prism_science.video import open_video
-    from prism_science.windows import WindowParams, plan_windows
 
     size = int(model.image_size)
     num_frames = int(model.num_frames)
@@ -115,7 +115,7 @@ def similarity_task(
     *, cancel_event: threading.Event,
 ) -> Generator[Progress, None, tuple[np.ndarray, int]]:
     """Worker: load the model, encode the query, compute the curve; returns (curve, T)."""
-    from prism_science.features import load_encoder
+    from prism_science.extraction.features import load_encoder
 
     yield 0, 1, f"loading {model_name}"
     model = load_encoder(model_name, device=device)

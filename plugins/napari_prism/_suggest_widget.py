@@ -1,8 +1,8 @@
 """Suggest: the stretches of video to label next (active learning on the current predictions).
 
-The ranking is :func:`prism_science.active.suggest_bouts` over the probabilities of the chosen
-prediction, with the frames already labeled (manual or curated) left out. The suggestions appear
-as a list (click to jump) and as ticks on the timeline.
+The ranking is :func:`prism_science.evaluation.active.suggest_bouts` over the probabilities of
+the chosen prediction, with the frames already labeled (manual or curated) left out. The
+suggestions appear as a list (click to jump) and as ticks on the timeline.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class SuggestWidget(QWidget):
     """Rank stretches of the current video by the uncertainty of its predictions."""
 
     def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
-        from prism_science.active import UNCERTAINTY_METHODS
+        from prism_science.evaluation.active import UNCERTAINTY_METHODS
 
         super().__init__(parent)
         self.viewer = napari_viewer
@@ -76,7 +76,7 @@ class SuggestWidget(QWidget):
 
     def suggest(self) -> list[tuple[int, int, float]]:
         """Rank the stretches; returns ``(start, end, score)`` best first."""
-        from prism_science.active import suggest_bouts
+        from prism_science.evaluation.active import suggest_bouts
 
         session = self.link.session
         self._refresh_if_needed()

@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from prism_science.windows import PADDING_MODES, TOKEN_MODES, WINDOW_MODES
+from prism_science.extraction.windows import PADDING_MODES, TOKEN_MODES, WINDOW_MODES
 
 EPILOG = """\
 examples:
@@ -104,8 +104,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the extraction; print the report. Returns 0, 1 (some videos failed) or 2."""
     from prism_science.errors import PrismError
-    from prism_science.extract import ExtractOptions, run_extraction
-    from prism_science.windows import WindowParams
+    from prism_science.extraction import ExtractOptions, run_extraction
+    from prism_science.extraction.windows import WindowParams
 
     if args.cluster and not getattr(args, "verbose", False):
         # Dask logs every worker start and stop at INFO; keep the output to our progress.

@@ -192,6 +192,8 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def _print_summary(title: str, table: Any) -> None:
+    from prism_science.labels import table_summary
+
     timing = []
     if table.n_frames is not None:
         timing.append(f"{table.n_frames} frames")
@@ -201,7 +203,7 @@ def _print_summary(title: str, table: Any) -> None:
     if subjects:
         timing.append(f"subjects {', '.join(subjects[:6])}{' ...' if len(subjects) > 6 else ''}")
     print(f"{title}" + (f" ({'; '.join(timing)})" if timing else ""))
-    rows = table.summary()
+    rows = table_summary(table)
     width = max([len("behavior")] + [len(r["behavior"]) for r in rows])
     print(f"  {'behavior':<{width}}  {'bouts':>6}  {'frames':>8}  {'seconds':>9}  "
           f"{'labeled':>8}  {'coverage':>8}")

@@ -96,8 +96,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_train(args: argparse.Namespace) -> int:
     """Train and save a probe; prints its validation thresholds."""
     from prism_science.errors import PrismError
+    from prism_science.pipeline import train_probe
     from prism_science.probes import save_probe
-    from prism_science.probes.workflow import train_probe
     from prism_science.store import open_store
 
     params: dict = {"random_state": args.seed, "focal_gamma": args.focal_gamma,
@@ -127,8 +127,8 @@ def run_train(args: argparse.Namespace) -> int:
 def run_predict(args: argparse.Namespace) -> int:
     """Write predictions of a saved probe into the store."""
     from prism_science.errors import PrismError
+    from prism_science.pipeline import PREDICTIONS, predict_to_store
     from prism_science.probes import load_probe
-    from prism_science.probes.workflow import PREDICTIONS, predict_to_store
     from prism_science.store import open_store
 
     name = args.name or args.probe.resolve().name
@@ -151,7 +151,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     """Evaluate stored predictions and write the report folder."""
     from prism_science.errors import PrismError
     from prism_science.evaluation import write_report
-    from prism_science.probes.workflow import evaluate_store
+    from prism_science.pipeline import evaluate_store
     from prism_science.store import open_store
 
     try:
@@ -172,11 +172,11 @@ def run_suggest(args: argparse.Namespace) -> int:
     """Print the frames (or stretches) to label next as CSV."""
     import numpy as np
 
-    from prism_science.active import suggest_bouts, suggest_frames
     from prism_science.errors import PrismError
+    from prism_science.evaluation.active import suggest_bouts, suggest_frames
     from prism_science.labels import load_labels, to_frame_matrix
     from prism_science.labels.store_io import list_labels
-    from prism_science.probes.workflow import PREDICTIONS, load_predictions
+    from prism_science.pipeline import PREDICTIONS, load_predictions
     from prism_science.store import open_store
 
     try:
@@ -209,7 +209,7 @@ def run_suggest(args: argparse.Namespace) -> int:
         if args.bouts:
             rows = suggest_bouts(proba, args.n, args.length, done, group_ids, args.method)
         else:
-            from prism_science.active import uncertainty
+            from prism_science.evaluation.active import uncertainty
 
             picks = suggest_frames(proba, args.n, np.concatenate(features), done, args.method)
             u = uncertainty(proba[picks], args.method) if len(picks) else []

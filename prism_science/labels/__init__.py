@@ -24,6 +24,7 @@ from prism_science.labels.matrix import (
     UNLABELED,
     from_frame_matrix,
     labeled_mask,
+    table_summary,
     to_frame_matrix,
 )
 from prism_science.labels.store_io import load_labels, save_labels
@@ -39,6 +40,7 @@ from prism_science.labels.table import (
 )
 
 __all__ = [
+    "table_summary",
     "ABSENT", "FORMATS", "PRESENT", "SOURCES", "UNLABELED", "BehaviorSet", "Interval",
     "LabelFormat", "LabelTable", "Segment", "check_fps", "detect_format", "format_names",
     "frames_to_seconds", "from_frame_matrix", "labeled_mask", "load_labels", "merge_tables",

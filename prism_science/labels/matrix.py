@@ -8,6 +8,7 @@ exclusive group covers it (a frame labeled "attack" is thereby labeled "not moun
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -226,3 +227,35 @@ def label_vector_to_matrix(labels: np.ndarray, n_classes: int,
     out[np.flatnonzero(valid), labels[valid]] = PRESENT
     out[np.isin(labels, list(unlabeled))] = UNLABELED
     return out
+
+
+def table_summary(table: LabelTable, behaviors: BehaviorSet | Sequence[str] | None = None
+              ) -> list[dict]:
+    """Per-behavior rows of a label table: bouts, frames, seconds, labeled frames and coverage.
+
+    ``coverage`` is the fraction of the video's frames that are labeled for the behavior
+    (NaN when ``n_frames`` is unknown); ``frames`` counts frames where any subject shows the
+    behavior.
+    """
+    bset = behaviors if isinstance(behaviors, BehaviorSet) else (
+        BehaviorSet(tuple(behaviors)) if behaviors is not None else table.behaviors())
+    n = table.last_frame() + 1
+    rows = []
+    if n <= 0:
+        return [{"behavior": b, "bouts": 0, "frames": 0, "seconds": 0.0, "labeled_frames": 0,
+                 "coverage": math.nan} for b in bset.names]
+    matrix = to_frame_matrix(table, bset, n_frames=n)
+    labeled = labeled_mask(table, bset, n_frames=n)
+    for j, name in enumerate(bset.names):
+        ivs = [iv for iv in table.intervals if iv.behavior == name]
+        seconds = float(np.nansum([iv.duration_s for iv in ivs])) if ivs else 0.0
+        rows.append({
+            "behavior": name,
+            "bouts": len(ivs),
+            "frames": int((matrix[:, j] == 1).sum()),
+            "seconds": seconds,
+            "labeled_frames": int(labeled[:, j].sum()),
+            "coverage": (float(labeled[:, j].sum()) / table.n_frames
+                         if table.n_frames else math.nan),
+        })
+    return rows

@@ -395,39 +395,6 @@ class LabelTable:
                     if prev is None or iv.end_frame > prev.end_frame:
                         prev = iv
 
-    # ------------------------------------------------------------- summaries
-    def summary(self, behaviors: BehaviorSet | Sequence[str] | None = None) -> list[dict]:
-        """Per-behavior rows: bouts, frames, seconds, labeled frames and coverage.
-
-        ``coverage`` is the fraction of the video's frames that are labeled for the behavior
-        (NaN when ``n_frames`` is unknown); ``frames`` counts frames where any subject shows the
-        behavior.
-        """
-        from prism_science.labels.matrix import labeled_mask, to_frame_matrix
-
-        bset = behaviors if isinstance(behaviors, BehaviorSet) else (
-            BehaviorSet(tuple(behaviors)) if behaviors is not None else self.behaviors())
-        n = self.last_frame() + 1
-        rows = []
-        if n <= 0:
-            return [{"behavior": b, "bouts": 0, "frames": 0, "seconds": 0.0, "labeled_frames": 0,
-                     "coverage": math.nan} for b in bset.names]
-        matrix = to_frame_matrix(self, bset, n_frames=n)
-        labeled = labeled_mask(self, bset, n_frames=n)
-        for j, name in enumerate(bset.names):
-            ivs = [iv for iv in self.intervals if iv.behavior == name]
-            seconds = float(np.nansum([iv.duration_s for iv in ivs])) if ivs else 0.0
-            rows.append({
-                "behavior": name,
-                "bouts": len(ivs),
-                "frames": int((matrix[:, j] == 1).sum()),
-                "seconds": seconds,
-                "labeled_frames": int(labeled[:, j].sum()),
-                "coverage": (float(labeled[:, j].sum()) / self.n_frames
-                             if self.n_frames else math.nan),
-            })
-        return rows
-
     # ------------------------------------------------------------- serialisation
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (the store's ``labels/<name>`` document); see :meth:`from_dict`."""

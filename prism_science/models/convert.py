@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from prism_science.errors import WeightsError
-from prism_science.models.encoder import ConfigError, VideoEncoderConfig
+from prism_science.errors import ConfigError, WeightsError
+from prism_science.models.encoder import VideoEncoderConfig
 from prism_science.models.lvt import VideoTextConfig
 from prism_science.models.pooler import VideoClassifierConfig
 from prism_science.models.registry import build_model, get_config

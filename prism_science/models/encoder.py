@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from prism_science.errors import PrismError
+from prism_science.errors import ConfigError, VideoInputError
 from prism_science.models.layers import (
     ATTENTION_IMPLEMENTATIONS,
     NORM_POLICIES,
@@ -29,14 +29,6 @@ from prism_science.models.layers import (
 )
 
 logger = logging.getLogger(__name__)
-
-
-class ConfigError(PrismError):
-    """A model config field is unknown or has an invalid value."""
-
-
-class VideoInputError(PrismError):
-    """A video tensor given to a model has the wrong shape, dtype or value range."""
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ from typing import Any
 
 from torch import nn
 
-from prism_science.models.encoder import ConfigError, VideoEncoder, VideoEncoderConfig
+from prism_science.errors import ConfigError
+from prism_science.models.encoder import VideoEncoder, VideoEncoderConfig
 from prism_science.models.lvt import VideoTextConfig, VideoTextModel
 from prism_science.models.pooler import VideoClassifier, VideoClassifierConfig
 

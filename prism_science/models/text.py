@@ -18,15 +18,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from prism_science.errors import PrismError, WeightsError
+from prism_science.errors import TextInputError, WeightsError
 from prism_science.models.layers import LayerNorm, StackedTransformer, init_weights, relu
 
 # Official defaults (videoprism.models): texts are cut / padded to 64 tokens, pad id 0.
 TEXT_MAX_LENGTH = 64
-
-
-class TextInputError(PrismError):
-    """Token ids or paddings given to a text encoder have the wrong shape, dtype or range."""
 
 
 def sinusoidal_positions(length: int, dim: int, device: torch.device | None = None) -> torch.Tensor:

@@ -23,8 +23,7 @@ import torch
 from torch import nn
 
 import prism_science
-from prism_science.errors import WeightsError
-from prism_science.models.encoder import ConfigError
+from prism_science.errors import ConfigError, WeightsError
 from prism_science.models.registry import (
     FAMILIES,
     REGISTRY,

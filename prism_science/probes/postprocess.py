@@ -2,7 +2,7 @@
 
 :func:`binarize_predictions` is the one place where probabilities become the predictions a user
 sees: per-behavior thresholds, then the probe's bout post-processing. ``prism-science probe
-predict`` (:func:`prism_science.probes.workflow.predict_to_store`) and the napari plugin's
+predict`` (:func:`prism_science.pipeline.predict_to_store`) and the napari plugin's
 timeline (through :class:`prism_science.session.PredictionTrack`) both call it.
 
 A *bout* is a maximal run of consecutive frames where a behavior is on; bouts are

@@ -13,17 +13,16 @@ import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from prism_science.errors import LabelError
 from prism_science.session._types import SOURCES, Behavior
 
-if TYPE_CHECKING:
-    from prism_science.session._session import LabelingSession
-
 logger = logging.getLogger(__name__)
+
+_Session = TypeVar("_Session", bound="SessionPersistence")
 
 SESSION_FORMAT = "prism-science.session"
 SESSION_VERSION = 1
@@ -192,7 +191,7 @@ class SessionPersistence:
     def from_store(
         cls, store_path: str | os.PathLike[str], video_id: str, *, timestamps: np.ndarray | None
         = None,
-    ) -> LabelingSession:
+    ) -> _Session:
         """The session of a video in a feature store (empty when none was saved yet).
 
         Reads the session document when the GUI saved one, else the ``labels/manual`` and
@@ -256,7 +255,7 @@ class SessionPersistence:
         n_frames: int | None = None,
         timestamps: np.ndarray | None = None,
         source_name: str = "session",
-    ) -> LabelingSession:
+    ) -> _Session:
         """Rebuild a session from :meth:`to_dict` data.
 
         Raises
@@ -303,7 +302,7 @@ class SessionPersistence:
         *,
         n_frames: int | None = None,
         timestamps: np.ndarray | None = None,
-    ) -> LabelingSession:
+    ) -> _Session:
         """Read a session file written by :meth:`save` (and its predictions, if any).
 
         Raises

@@ -172,7 +172,7 @@ def train_probe(
         ``metrics[behavior]`` has ``AP``, ``F1``, ``precision``, ``recall`` and ``positives``
         (held-out labeled positive frames); NaN where the held-out part has no positive.
     """
-    from prism_science.metrics import average_precision, precision_recall_f1
+    from prism_science.evaluation.metrics import average_precision, precision_recall_f1
     from prism_science.probes import make_probe, split_by_group
 
     groups = _validation_groups(data.groups)

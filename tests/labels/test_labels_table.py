@@ -20,6 +20,7 @@ from prism_science.labels import (
     from_frame_matrix,
     labeled_mask,
     seconds_to_frames,
+    table_summary,
     to_frame_matrix,
 )
 
@@ -195,11 +196,11 @@ def test_dict_round_trip_keeps_everything():
 
 def test_summary_counts_bouts_frames_seconds_coverage():
     t = _table(segments=[Segment(0, 4)]).recompute_seconds()
-    rows = {r["behavior"]: r for r in t.summary()}
+    rows = {r["behavior"]: r for r in table_summary(t)}
     assert rows["walk"]["bouts"] == 1 and rows["walk"]["frames"] == 3
     assert rows["walk"]["seconds"] == pytest.approx(0.3)
     assert rows["walk"]["labeled_frames"] == 5 and rows["walk"]["coverage"] == pytest.approx(0.5)
-    assert math.isnan(LabelTable([Interval("x", 0, 1)]).summary()[0]["coverage"])
+    assert math.isnan(table_summary(LabelTable([Interval("x", 0, 1)]))[0]["coverage"])
 
 
 def test_times_after_the_video_stay_beyond_it():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from prism_science.active import (
+from prism_science.evaluation.active import (
     k_center_greedy,
     labels_to_reach,
     simulate_active_learning,

@@ -12,8 +12,8 @@ from sklearn.metrics import (
     recall_score,
 )
 
-from prism_science import metrics
 from prism_science.errors import PrismError
+from prism_science.evaluation import metrics
 
 
 @pytest.fixture

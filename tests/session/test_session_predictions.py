@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from prism_science.errors import LabelError
+from prism_science.pipeline import predict_to_store, train_probe
 from prism_science.probes import binarize_predictions
-from prism_science.probes.workflow import predict_to_store, train_probe
 from prism_science.session import LabelingSession, mask_to_runs
 from prism_science.session.training import predict_stored_video
 from prism_science.store import open_store

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from prism_science.distributed import make_client, plan_tasks, slurm_cluster_kwargs
 from prism_science.errors import PrismError
-from prism_science.extract import ExtractOptions, VideoJob, VideoSource, run_extraction
+from prism_science.extraction import ExtractOptions, VideoJob, VideoSource, run_extraction
+from prism_science.extraction.cluster import make_client, plan_tasks, slurm_cluster_kwargs
+from prism_science.extraction.windows import WindowParams
 from prism_science.store import open_store
-from prism_science.windows import WindowParams
 from tests.store.conftest import TEST_MODEL
 
 distributed = pytest.importorskip("distributed")
@@ -28,7 +28,7 @@ OPTIONS = ExtractOptions(model=TEST_MODEL, params=WindowParams(hop=2), device="c
 
 def _kill_worker_once(*args, marker: str, **kwargs):
     """Write the first chunk of the task, then SIGKILL this worker -- once per test run."""
-    from prism_science.distributed import extract_task
+    from prism_science.extraction.cluster import extract_task
 
     try:
         fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)

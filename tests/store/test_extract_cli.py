@@ -195,7 +195,7 @@ def test_truncated_container_extracts_the_decodable_frames(tmp_path):
 def test_find_videos_globs_recursion_and_image_folders(tmp_path):
     from PIL import Image
 
-    from prism_science.extract import find_videos
+    from prism_science.extraction import find_videos
 
     root = tmp_path / "data"
     (root / "day1").mkdir(parents=True)

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from prism_science.features import (
+from prism_science.extraction.features import (
     feature_provenance,
     iter_video_features,
     load_encoder,
     model_feature_shape,
 )
+from prism_science.extraction.windows import WindowParams, plan_windows, pool_tokens
 from prism_science.video import open_video
-from prism_science.windows import WindowParams, plan_windows, pool_tokens
 from tests.store.conftest import TEST_MODEL, write_video
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from prism_science.errors import StoreError
-from prism_science.extract import FeatureWriter
+from prism_science.extraction import FeatureWriter
 from prism_science.store import (
     SCHEMA_VERSION,
     open_store,

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from prism_science.errors import PrismError
-from prism_science.windows import (
+from prism_science.extraction.windows import (
     FrameAccumulator,
     WindowParams,
     feature_shape,

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from prism_science.cli.main import main as cli_main
+from prism_science.errors import ConfigError, DataError
 from prism_training.config import (
     Stage2Config,
     apply_overrides,
@@ -27,7 +28,6 @@ from prism_training.data import (
     read_manifest,
 )
 from prism_training.engine import lr_at_step
-from prism_training.errors import ConfigError, DataError
 
 
 def test_registry_overrides_and_round_trip() -> None:

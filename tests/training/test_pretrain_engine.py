@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
+from prism_science.errors import CheckpointError, TrainingError
 from prism_training.config import apply_overrides, get_config
 from prism_training.engine import load_checkpoint, train
-from prism_training.errors import CheckpointError, TrainingError
 
 
 class _Regression(nn.Module):

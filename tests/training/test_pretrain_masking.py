@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from prism_science.errors import ConfigError
 from prism_science.models import build_model
-from prism_training.errors import ConfigError
 from prism_training.masking import (
     num_kept,
     shuffle_permutation,

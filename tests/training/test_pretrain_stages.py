@@ -9,10 +9,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from prism_science.errors import CheckpointError, ConfigError, DataError
 from prism_science.models import build_model, load_model, save_model
 from prism_training import lit, stage1, stage2
 from prism_training.config import apply_overrides, get_config
-from prism_training.errors import CheckpointError, ConfigError, DataError
 
 
 def _cfg(name: str, tiny: Path, out: Path, *extra: str):

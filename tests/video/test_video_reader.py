@@ -11,7 +11,7 @@ import pytest
 
 from prism_science.errors import VideoError
 from prism_science.video import content_hash, open_video
-from prism_science.video_index import natural_sort_key
+from prism_science.video.index import natural_sort_key
 
 H, W = 48, 64
 

@@ -18,7 +18,7 @@ values, and ``complete`` after every marker, so a run killed at any moment leave
 rerun completes without losing what was written. ``chunk_done`` has one Zarr chunk per marker,
 so workers writing different chunks of one video never touch the same file. HDF5 files are
 single-writer: the distributed mode needs Zarr. The two file formats are reached through
-:mod:`prism_science.store_backends`.
+:mod:`prism_science.store.backends`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import numpy as np
 
 from prism_science import __version__
 from prism_science.errors import StoreError
-from prism_science.store_backends import HDF5Backend, ZarrBackend, jsonable
+from prism_science.store.backends import HDF5Backend, ZarrBackend, jsonable
 
 __all__ = [
     "CHUNK_BYTES_LIMIT",

@@ -27,6 +27,7 @@ from prism_science.errors import VideoError
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "VIDEO_EXTENSIONS",
     "FileIndex",
     "VideoInfo",
     "decoded_frames",
@@ -40,6 +41,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".webm", ".wmv",
+                    ".flv", ".ts", ".mts", ".h264")
+"""File endings (lower case) taken from folders when no ``glob`` is given."""
 """File name endings (lower case) of the frames read from an image folder."""
 
 

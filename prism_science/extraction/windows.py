@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from prism_science.errors import PrismError
+from prism_science.errors import WindowError
 
 __all__ = [
     "PADDING_MODES",
@@ -61,10 +61,6 @@ __all__ = [
 WINDOW_MODES = ("sliding", "center")
 TOKEN_MODES = ("mean", "grid", "full")
 PADDING_MODES = ("repeat", "zeros")
-
-
-class WindowError(PrismError):
-    """Window parameters are invalid for the model or the video."""
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ Animals are built from anti-aliased, shaded ellipses (body, head, ears, eyes, no
 and a soft shadow) blended into a float canvas; the background is a textured floor inside a round
 or square arena wall; lighting, blur and camera noise are applied to each frame, and the frames
 are compressed to h264. Everything is numpy (and x264) and deterministic given the generators
-passed in. The simulation that moves the animals lives in :mod:`prism_science.synth`.
+passed in. The simulation that moves the animals lives in :mod:`prism_science.synth.world`.
 """
 
 from __future__ import annotations
@@ -14,15 +14,34 @@ import os
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import av
 import numpy as np
 from scipy.ndimage import gaussian_filter, zoom
 
-if TYPE_CHECKING:
-    from prism_science.synth import _Animal, _World
 
+class _Animal(Protocol):
+    """What drawing needs of an animal of the simulation (:mod:`prism_science.synth.world`)."""
+
+    length: float
+    x: float
+    y: float
+    heading: float
+    phase: float
+    head_yaw: float
+    behavior: str
+
+
+class _World(Protocol):
+    """What drawing needs of the simulated arena."""
+
+    h: int
+    w: int
+    cx: float
+    cy: float
+    radius: float
+    round_arena: bool
 
 __all__ = ["encode_h264", "render_background", "render_frame", "render_lighting"]
 

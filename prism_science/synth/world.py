@@ -6,7 +6,7 @@ same place, grooming wobbles the head and forelimbs; walking and chasing differ 
 following another animal -- so telling them apart needs video, not a single frame. Appearance
 varies per clip (body colours, sizes, stripes, background, lighting, camera noise, blur,
 compression) and animals in one clip have distinct identities. A templated caption describes who
-does what. Everything is drawn with numpy (:mod:`prism_science.synth_render`) and is
+does what. Everything is drawn with numpy (:mod:`prism_science.synth.render`) and is
 deterministic by seed. See docs/synth.md.
 """
 
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from prism_science.errors import PrismError
-from prism_science.synth_render import encode_h264, render_background, render_frame, render_lighting
+from prism_science.errors import SynthError
+from prism_science.synth.render import encode_h264, render_background, render_frame, render_lighting
 
 __all__ = [
     "BEHAVIORS",
@@ -89,10 +89,6 @@ _VERBS = {
     "defend": "defends itself", "mount": "mounts",
 }
 _SOCIAL = ("approach", "investigate", "chase", "attack", "mount")
-
-
-class SynthError(PrismError):
-    """A synthetic-world configuration is invalid."""
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 >>> report = evaluate_predictions(y_true, scores)  # doctest: +SKIP
 >>> write_report(report, "report/", y_true, scores, y_pred)      # doctest: +SKIP
 
-Metric definitions are in :mod:`prism_science.metrics`; unlabeled (-1) cells are left out.
+Metric definitions are in :mod:`prism_science.evaluation.metrics`; unlabeled (-1) cells are left
+out.
 Plots use matplotlib's Agg backend (no display needed).
 """
 
@@ -22,8 +23,8 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.model_selection import GroupKFold
 
-from prism_science import metrics
 from prism_science.errors import PrismError
+from prism_science.evaluation import metrics
 from prism_science.probes.postprocess import binarize_predictions, group_runs
 
 logger = logging.getLogger(__name__)
@@ -211,7 +212,7 @@ def evaluate_predictions(
     thresholds: np.ndarray | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> EvaluationReport:
-    """Compute every metric of :mod:`prism_science.metrics` for one set of predictions.
+    """Compute every metric of :mod:`prism_science.evaluation.metrics` for one set of predictions.
 
     Parameters
     ----------

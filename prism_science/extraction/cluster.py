@@ -24,10 +24,10 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from prism_science.errors import PrismError
+from prism_science.errors import ClusterError, PrismError
 
 if TYPE_CHECKING:
-    from prism_science.extract import ExtractOptions, ExtractReport, VideoJob
+    from prism_science.extraction import ExtractOptions, ExtractReport, VideoJob
     from prism_science.store import FeatureStore
 
 __all__ = [
@@ -43,10 +43,6 @@ logger = logging.getLogger(__name__)
 
 # Per worker process: loaded models, keyed by (model, device).
 _MODELS: dict[tuple[str, str], Any] = {}
-
-
-class ClusterError(PrismError):
-    """A cluster specification is invalid or the cluster cannot be reached."""
 
 
 def _import_distributed() -> Any:
@@ -241,10 +237,10 @@ def extract_task(
     """
     import torch
 
-    from prism_science.extract import extract_ranges
-    from prism_science.features import feature_key, load_encoder
+    from prism_science.extraction import extract_ranges
+    from prism_science.extraction.features import feature_key, load_encoder
+    from prism_science.extraction.windows import WindowParams
     from prism_science.store import open_store
-    from prism_science.windows import WindowParams
 
     if torch_threads:
         torch.set_num_threads(torch_threads)
@@ -285,7 +281,7 @@ def run_distributed(
     store : FeatureStore
         The coordinator's open Zarr store (videos recorded, feature arrays created).
     jobs : list of VideoJob
-        From :func:`prism_science.extract.prepare_video`.
+        From :func:`prism_science.extraction.prepare_video`.
     key : str
         The feature set.
     options : ExtractOptions

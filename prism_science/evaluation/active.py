@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from prism_science.errors import PrismError
-from prism_science.metrics import mean_average_precision
+from prism_science.evaluation.metrics import mean_average_precision
 from prism_science.probes.postprocess import group_runs
 
 logger = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 At open, every packet of the video stream is demuxed (no decoding) and its presentation time stamp
 (PTS) recorded; sorted, these PTS define the frames, so the frame count is exact whatever the
 container's metadata says and timestamps are correct for variable-frame-rate video (indexing:
-:mod:`prism_science.video_index`, which also defines :class:`VideoInfo`). Random access
+:mod:`prism_science.video.index`, which also defines :class:`VideoInfo`). Random access
 seeks to the keyframe at or before the target PTS and decodes forward to it; a target just ahead of
 the decoder's position is reached by decoding forward without a seek, and an LRU cache of decoded
 frames makes going back and forth (GUI scrubbing) cheap. See docs/video.md.
@@ -27,7 +27,7 @@ import av
 import numpy as np
 
 from prism_science.errors import VideoError
-from prism_science.video_index import (
+from prism_science.video.index import (
     IMAGE_EXTENSIONS,
     VideoInfo,
     decoded_frames,

@@ -24,8 +24,7 @@ from torch import nn
 
 from prism_science import __version__
 from prism_science.errors import PrismError, VideoError
-from prism_science.video import VideoReader
-from prism_science.windows import (
+from prism_science.extraction.windows import (
     FrameAccumulator,
     WindowParams,
     feature_shape,
@@ -33,6 +32,7 @@ from prism_science.windows import (
     pool_tokens,
     window_range,
 )
+from prism_science.video import VideoReader
 
 __all__ = [
     "encoder_of",
