@@ -30,10 +30,9 @@ import torch.nn.functional as F
 
 from prism_science.errors import DataError, VideoError
 from prism_science.video import open_video
-from prism_science.video.index import IMAGE_EXTENSIONS, natural_sort_key
+from prism_science.video.index import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, natural_sort_key
 
 __all__ = [
-    "VIDEO_EXTENSIONS",
     "CachedClip",
     "ClipSource",
     "ManifestEntry",
@@ -48,7 +47,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 _CACHE_VERSION = 1
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prism_science.errors import LabelError
+from prism_science.video import VIDEO_EXTENSIONS
 from prism_science.session import LabelingSession, default_session_path
 
 from ._lazy_video import LazyVideo
@@ -39,7 +40,6 @@ logger = logging.getLogger(__name__)
 SESSION_KEY = "prism_session"
 STORE_KEY = "prism_store"
 VIDEO_ID_KEY = "prism_video_id"
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv")
 
 
 def open_session(video: LazyVideo, path: str | os.PathLike[str] | None = None) -> LabelingSession:
