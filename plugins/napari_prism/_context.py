@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prism_science.errors import LabelError
-from prism_science.video import VIDEO_EXTENSIONS
 from prism_science.session import LabelingSession, default_session_path
+from prism_science.video import VIDEO_EXTENSIONS
 
 from ._lazy_video import LazyVideo
 
