@@ -67,6 +67,7 @@ def _assert_same_stores(a, b):
         np.testing.assert_array_equal(left[vid][1], right[vid][1])
 
 
+@pytest.mark.slow
 def test_distributed_store_equals_single_process(video_folder, tmp_path, scheduler):
     single = run_extraction([video_folder], tmp_path / "single.zarr", OPTIONS, recursive=True)
     assert single.ok and len(single.extracted) == 2
