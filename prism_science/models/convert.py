@@ -31,7 +31,7 @@ from prism_science.errors import ConfigError, WeightsError
 from prism_science.models.encoder import VideoEncoderConfig
 from prism_science.models.lvt import VideoTextConfig
 from prism_science.models.pooler import VideoClassifierConfig
-from prism_science.models.registry import build_model, get_config
+from prism_science.models.registry import build_empty, get_config
 
 logger = logging.getLogger(__name__)
 
@@ -307,7 +307,7 @@ def load_official(
     official key.
     """
     state, origin = official_to_state_dict(arrays)
-    model = build_model(config, name=name)
+    model = build_empty(config, name=name)
     expected = model.state_dict()
     extra = sorted(k for k in state if k not in expected)
     if extra:
@@ -330,7 +330,8 @@ def load_official(
                 f"{tuple(state[key].shape)} but the config expects {tuple(value.shape)} "
                 f"(torch key {key!r}); the checkpoint does not match the variant"
             )
-    model.load_state_dict(state, strict=True)
+    state = {k: v.to(expected[k].dtype).contiguous() for k, v in state.items()}
+    model.load_state_dict(state, strict=True, assign=True)
     return model.eval()
 
 

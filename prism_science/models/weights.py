@@ -27,6 +27,7 @@ from prism_science.errors import ConfigError, WeightsError
 from prism_science.models.registry import (
     FAMILIES,
     REGISTRY,
+    build_empty,
     build_model,
     config_from_dict,
     get_config,
@@ -214,7 +215,15 @@ def load_state(model: nn.Module, tensors: dict[str, torch.Tensor], source: str) 
                 f"expects {tuple(value.shape)}; the config.json (or an override) does not match "
                 "the weights"
             )
-    model.load_state_dict(tensors, strict=True)
+    # Parameters keep the model's dtype (float32) whatever the file stores.
+    tensors = {k: v if v.dtype == expected[k].dtype else v.to(expected[k].dtype)
+               for k, v in tensors.items()}
+    on_meta = any(p.is_meta for p in model.parameters())
+    # A model built by build_empty takes the tensors themselves; a built one copies them in.
+    model.load_state_dict(tensors, strict=True, assign=on_meta)
+    left = [k for k, v in model.state_dict().items() if v.is_meta]
+    if left:
+        raise WeightsError(f"{source}: no weights for {left[:5]} after loading")
 
 
 def load_folder(directory: str | Path, verify: bool = True, **overrides: Any) -> nn.Module:
@@ -240,7 +249,7 @@ def load_folder(directory: str | Path, verify: bool = True, **overrides: Any) ->
             "re-download or re-convert it"
         )
     tensors = read_tensors(weights_path)
-    model = build_model(config, name=str(meta.get("name") or directory.name))
+    model = build_empty(config, name=str(meta.get("name") or directory.name))
     load_state(model, tensors, str(weights_path))
     model.weights_sha256 = digest
     tokenizer_path = directory / TOKENIZER_FILE
