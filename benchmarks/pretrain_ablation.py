@@ -118,7 +118,7 @@ def train_arms(recipe: Recipe, steps: int, teacher: Path, batch_size: int, threa
             f"batch_size={batch_size}", f"warmup_steps={max(1, steps // 10)}",
             f"threads={threads}", "ckpt_every=5", "log_every=1", *recipe.arms[arm]])
         t0 = time.time()
-        stage2.main(cfg, resume=(out / "checkpoint.pt").is_file())
+        stage2.main(cfg, resume=(out / "checkpoint.pt").is_file(), workdir=RUNS)
         logger.info("%s: %d steps in %.0f s", arm, steps, time.time() - t0)
 
 

@@ -1,15 +1,23 @@
-"""Training configurations: dataclasses, a registry of named configs, checked overrides.
+"""Training configurations: dataclasses, a registry of named configs, checked overrides, paths.
 
 Every config is a dataclass whose docstring gives the command that runs it and the result to
 expect. ``get_config(NAME)`` returns a fresh copy; ``apply_overrides(cfg, ["lr=3e-4", ...])``
 parses each value by the field's type and refuses unknown fields by name. The resolved config is
 written as ``train_config.json`` in the run folder by the engine.
+
+Paths never depend on where the package is installed. A named config stores its paths relative
+to a *work directory* (``"default/stage1/final"``); :func:`resolve_config` joins them to the
+work directory given (``--workdir``, default ``./runs``), applies overrides, whose relative paths
+are taken from the current directory as a shell user expects, and makes every path absolute, so
+the saved ``train_config.json`` says exactly which files a run read and wrote.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import os
 import types
 import typing
 from collections.abc import Callable, Iterable
@@ -20,19 +28,39 @@ from typing import Any
 from prism_science.errors import ConfigError
 
 __all__ = [
+    "DEFAULT_WORKDIR",
+    "SAMPLE_DATA_AUTO",
     "LiTConfig",
     "Stage1Config",
     "Stage2Config",
     "TrainConfig",
     "apply_overrides",
-    "config_from_dict",
-    "config_to_dict",
+    "find_sample_data",
     "get_config",
     "list_configs",
+    "path_fields",
     "register_config",
+    "resolve_config",
+    "resolve_paths",
+    "save_config",
+    "train_config_from_dict",
+    "train_config_to_dict",
 ]
 
-RUNS_DIR = Path(__file__).resolve().parents[1] / "runs"
+logger = logging.getLogger(__name__)
+
+DEFAULT_WORKDIR = "runs"
+"""Work directory of ``prism-science pretrain`` when ``--workdir`` is not given (relative to the
+current directory)."""
+
+SAMPLE_DATA_AUTO = "auto"
+"""``sample_data`` value of the recipe configs: the ``sample_data/`` folder of the repository
+clone in the current directory when there is one, else none (with a warning)."""
+
+
+def _path(default: str = "") -> Any:
+    """A path field: a relative value is resolved against the work directory (``resolve_paths``)."""
+    return dataclasses.field(default=default, metadata={"path": True})
 
 
 @dataclass
@@ -45,12 +73,16 @@ class TrainConfig:
     name: str = "base"
     stage: str = "base"
     model: str = "prism-lvt-tiny-p16-f16-r128"
-    out_dir: str = ""
+    out_dir: str = _path()  # the run folder
     seed: int = 0
     # --- data
-    manifest: str = ""
-    video_dir: str = ""
-    cache_dir: str = ""
+    manifest: str = _path()  # CSV/JSONL of path,caption[,start,end]
+    video_dir: str = _path()  # folders of videos, separated by commas
+    cache_dir: str = _path()  # decoded-clip cache; "" -> out_dir/cache
+    # Input of `prism-science pretrain windows`, which cuts the synthetic clips of synth_dir
+    # into captioned windows of window_frames frames and writes them to manifest.
+    synth_dir: str = _path()
+    window_frames: int = 24
     image_size: int = 0  # 0: the model's resolution
     num_frames: int = 0  # 0: the model's frame count
     frame_stride: int = 1
@@ -87,12 +119,11 @@ class TrainConfig:
 class Stage1Config(TrainConfig):
     """Stage 1, video-text contrastive training of an LvT model on the synthetic world.
 
-    Command::
+    Command (from the directory that holds the work directory ``runs/``)::
 
         prism-science synth --n-videos 217 --out runs/synth_train --seed 1 --size 160
-        python -c "from prism_training.data import write_synth_window_manifest as w; \\
-                   w('runs/synth_train', 'runs/default/train_windows.jsonl', 24)"
-        prism-science pretrain stage1 --config stage1_tiny --out runs/default/stage1
+        prism-science pretrain windows --config stage1_tiny   # runs/default/train_windows.jsonl
+        prism-science pretrain stage1 --config stage1_tiny    # run folder runs/default/stage1
 
     Expected (measured, ``stage1_tiny``, 32 min on the idle 2-core CPU): the symmetric InfoNCE
     loss falls from ln(batch_size) (4.16 for 64) to about 0.36 and the in-batch retrieval
@@ -104,7 +135,7 @@ class Stage1Config(TrainConfig):
     windows of each of 8 videos (``windows_per_clip=4``), so that captions within a video
     differ only by what the animals do; it is the teacher of ``stage2_video_tiny``::
 
-        prism-science pretrain stage1 --config stage1_video_tiny --out runs/default/stage1_video
+        prism-science pretrain stage1 --config stage1_video_tiny   # runs/default/stage1_video
 
     Expected (measured, 21 min on the idle 2-core CPU): on same-video batches the loss stays
     near ln 4 = 1.39 (each window is matched to its video, hardly to its moment: in-batch
@@ -114,10 +145,10 @@ class Stage1Config(TrainConfig):
 
     name: str = "stage1"
     stage: str = "stage1"
-    image_manifest: str = ""  # optional image-text pairs, joined as one-frame videos
+    image_manifest: str = _path()  # optional image-text pairs, joined as one-frame videos
     image_fraction: float = 0.25  # share of steps drawn from image_manifest when given
-    init_from: str = ""  # weights folder (e.g. a converted LvT checkpoint) to start from
-    tokenizer: str = ""  # existing SentencePiece model; "" trains one on the captions
+    init_from: str = _path()  # weights folder (e.g. a converted LvT checkpoint) to start from
+    tokenizer: str = _path()  # existing SentencePiece model; "" trains one on the captions
     vocab_size: int = 512
     max_text_len: int = 64
     temperature_init: float = 0.07
@@ -130,7 +161,7 @@ class Stage2Config(TrainConfig):
 
     Command::
 
-        prism-science pretrain stage2 --config stage2_tiny --out runs/ablation/frames/stage2_full
+        prism-science pretrain stage2 --config stage2_tiny   # runs/ablation/frames/stage2_full
 
     Expected (measured, ``stage2_tiny``, the previous default's, 30 min on one core): the
     token distillation loss (1 - cosine to the normalised teacher tokens at all positions)
@@ -146,7 +177,10 @@ class Stage2Config(TrainConfig):
     ``stage2_motion_tiny``, the bundled default's stage 2, adds our frame-difference target
     (``motion_weight=1``) and switches token shuffling off::
 
-        prism-science pretrain stage2 --config stage2_motion_tiny --out runs/default/stage2
+        prism-science pretrain stage2 --config stage2_motion_tiny   # runs/default/stage2
+
+    The recipe configs also train on the real clips of the repository's ``sample_data/``
+    (``sample_data="auto"``: found in the current directory; ``--sample-data DIR`` elsewhere).
 
     Expected (measured, 30 min on one core beside two other runs): token loss 0.98 -> 0.43,
     motion loss 1.00 -> 0.96, global 0.20 -> 0.11; held-out motion probes 0.288 mAP (teacher
@@ -155,7 +189,10 @@ class Stage2Config(TrainConfig):
 
     name: str = "stage2"
     stage: str = "stage2"
-    teacher: str = ""  # stage-1 weights folder (or run folder holding final/)
+    teacher: str = _path()  # stage-1 weights folder (or run folder holding final/)
+    # Real clips trained on beside video_dir: a folder, SAMPLE_DATA_AUTO ("auto": the
+    # sample_data/ of the repository clone in the current directory, if any) or "" (none).
+    sample_data: str = _path()
     init_student_from_teacher: bool = True
     mask_ratio: float = 0.75
     token_shuffle: bool = True
@@ -182,8 +219,7 @@ class LiTConfig(TrainConfig):
 
     Command::
 
-        prism-science pretrain lit --config lit_tiny --out runs/default/lit \\
-            --set encoder=runs/default/stage2/final
+        prism-science pretrain lit --config lit_tiny   # runs/default/stage2 -> runs/default/lit
 
     Expected (measured, ``lit_tiny`` on the ``stage2_motion_tiny`` encoder, 11 min on one core
     beside another run): InfoNCE from 0.48 to about 0.21, in-batch accuracy from 0.79 to 0.91;
@@ -194,8 +230,8 @@ class LiTConfig(TrainConfig):
 
     name: str = "lit"
     stage: str = "lit"
-    encoder: str = ""  # stage-2 weights folder (or run folder holding final/)
-    tokenizer: str = ""  # "" takes the encoder folder's tokenizer.model or trains one
+    encoder: str = _path()  # stage-2 weights folder (or run folder holding final/)
+    tokenizer: str = _path()  # "" takes the encoder folder's tokenizer.model or trains one
     reset_heads: bool = False  # re-initialise text tower, auxiliary encoder and pooler
     vocab_size: int = 512
     max_text_len: int = 64
@@ -303,15 +339,21 @@ def apply_overrides(cfg: TrainConfig, overrides: Iterable[str]) -> TrainConfig:
     return dataclasses.replace(cfg, **changes)
 
 
-def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
-    """The config as a JSON-ready dict, with its class name under ``"_class"``."""
+def train_config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    """The training config as a JSON-ready dict, with its class name under ``"_class"``."""
     out = dataclasses.asdict(cfg)
     out["_class"] = type(cfg).__name__
     return out
 
 
-def config_from_dict(data: dict[str, Any]) -> TrainConfig:
-    """Rebuild a config written by :func:`config_to_dict` (unknown fields refused by name)."""
+def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    """Rebuild a training config written by :func:`train_config_to_dict`.
+
+    Raises
+    ------
+    ConfigError
+        ``"_class"`` names no training config class, or a field is unknown to it (by name).
+    """
     classes = {c.__name__: c for c in (TrainConfig, Stage1Config, Stage2Config, LiTConfig)}
     data = dict(data)
     cls_name = data.pop("_class", "TrainConfig")
@@ -327,19 +369,129 @@ def config_from_dict(data: dict[str, Any]) -> TrainConfig:
 
 def save_config(cfg: TrainConfig, path: str | Path) -> None:
     """Write the resolved config as JSON to ``path``."""
-    Path(path).write_text(json.dumps(config_to_dict(cfg), indent=2, sort_keys=True) + "\n")
+    Path(path).write_text(json.dumps(train_config_to_dict(cfg), indent=2, sort_keys=True) + "\n")
+
+
+# ---------------------------------------------------------------------------- paths
+def path_fields(cfg: TrainConfig) -> list[str]:
+    """Names of the fields of ``cfg`` that hold paths (``video_dir``: several, comma-separated)."""
+    return [f.name for f in dataclasses.fields(cfg) if f.metadata.get("path")]
+
+
+def _absolute(path: str, base: Path) -> str:
+    # abspath, not resolve(): normalise without replacing a symlinked folder by its target.
+    full = Path(path).expanduser()
+    return os.path.abspath(full if full.is_absolute() else base / full)
+
+
+def resolve_paths(cfg: TrainConfig, base: str | os.PathLike[str]) -> TrainConfig:
+    """Return a copy of ``cfg`` whose path fields are absolute, relative ones joined to ``base``.
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+        The config (not modified). Empty paths stay empty; ``sample_data="auto"`` is left for
+        :func:`find_sample_data`; ``video_dir`` is split at commas and each folder resolved.
+    base : str or PathLike
+        Folder the relative paths are relative to (itself relative to the current directory).
+
+    Returns
+    -------
+    TrainConfig
+        Absolute paths are unchanged, so resolving twice gives the same config.
+    """
+    base = Path(base).expanduser()
+    changes: dict[str, str] = {}
+    for name in path_fields(cfg):
+        value = getattr(cfg, name).strip()
+        if not value or (name == "sample_data" and value == SAMPLE_DATA_AUTO):
+            continue
+        parts = value.split(",") if name == "video_dir" else [value]
+        changes[name] = ",".join(_absolute(part.strip(), base) for part in parts if part.strip())
+    return dataclasses.replace(cfg, **changes)
+
+
+def find_sample_data(cfg: TrainConfig, checkout: str | os.PathLike[str] | None = None
+                     ) -> TrainConfig:
+    """Replace ``sample_data="auto"`` by the repository's ``sample_data/`` folder, or by "".
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+        The config (not modified); other values of ``sample_data`` are kept.
+    checkout : str or PathLike, optional
+        Where to look for ``sample_data/`` (default: the current directory, i.e. the root of a
+        clone of the repository; an installed package has no sample data).
+
+    Returns
+    -------
+    TrainConfig
+        ``sample_data`` is the folder's absolute path when it exists; otherwise "" and a
+        warning says how to include the clips.
+    """
+    if getattr(cfg, "sample_data", "") != SAMPLE_DATA_AUTO:
+        return cfg
+    folder = Path(checkout if checkout is not None else Path.cwd()) / "sample_data"
+    if folder.is_dir():
+        return dataclasses.replace(cfg, sample_data=os.path.abspath(folder))
+    logger.warning(
+        "config %s also trains on the real clips of the repository's sample_data/, but there is "
+        "no %s: training on video_dir only. Run from the root of a clone of prism-science, or "
+        "pass --sample-data DIR (the clone's sample_data/) to include them.", cfg.name, folder)
+    return dataclasses.replace(cfg, sample_data="")
+
+
+def resolve_config(
+    cfg: TrainConfig,
+    workdir: str | os.PathLike[str] = DEFAULT_WORKDIR,
+    overrides: Iterable[str] = (),
+) -> TrainConfig:
+    """The config a run uses: every path absolute, the package's location never involved.
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+        A named config (``get_config``) or one built in code; not modified.
+    workdir : str or PathLike
+        Work directory the config's own relative paths are relative to (default ``runs``,
+        relative to the current directory).
+    overrides : iterable of str
+        ``field=value`` items (:func:`apply_overrides`); relative paths in them are relative to
+        the current directory, like any path typed in a shell.
+
+    Returns
+    -------
+    TrainConfig
+        With absolute paths and ``sample_data="auto"`` settled (:func:`find_sample_data`).
+        Resolving a resolved config again changes nothing.
+
+    Raises
+    ------
+    ConfigError
+        An override names an unknown field or has an unparsable value.
+    """
+    cfg = resolve_paths(cfg, workdir)
+    cfg = resolve_paths(apply_overrides(cfg, overrides), Path.cwd())
+    return find_sample_data(cfg)
 
 
 # ---------------------------------------------------------------------------- named configs
-_SYNTH_TRAIN = str(RUNS_DIR / "synth_train")
-_CACHE = str(RUNS_DIR / "cache")
+# Paths are relative to the work directory (see resolve_config). The recipe of the bundled
+# default: synth_train/ -> default/train_windows.jsonl -> default/stage1 -> default/stage1_video
+# -> default/stage2 -> default/lit.
+_SYNTH_TRAIN = "synth_train"
+_WINDOWS = "default/train_windows.jsonl"
+_CACHE = "cache"
 
 
 @register_config("stage1_tiny")
 def _stage1_tiny() -> TrainConfig:
     return Stage1Config(
         model="prism-lvt-tiny-p16-f16-r128",
-        manifest=str(RUNS_DIR / "default" / "train_windows.jsonl"),
+        out_dir="default/stage1",
+        manifest=_WINDOWS,
+        synth_dir=_SYNTH_TRAIN,
+        window_frames=24,
         cache_dir=_CACHE,
         # One random frame per window, i.e. image-text pairs as one-frame videos: stage 1
         # learns appearance (what captions name reliably in a frame) at 1/16 of the cost of
@@ -364,7 +516,8 @@ def _stage1_video_tiny() -> TrainConfig:
     # stage 2 (the paper's stage 1 is trained on video, not frames).
     return dataclasses.replace(
         _stage1_tiny(),
-        init_from=str(RUNS_DIR / "default" / "stage1" / "final"),
+        out_dir="default/stage1_video",
+        init_from="default/stage1/final",
         num_frames=4,
         frame_stride=4,
         windows_per_clip=4,
@@ -380,10 +533,12 @@ def _stage1_video_tiny() -> TrainConfig:
 def _stage2_tiny() -> TrainConfig:
     return Stage2Config(
         model="prism-lvt-tiny-p16-f16-r128",
-        # The synthetic clips plus the permissively licensed real clips of sample_data.
-        video_dir=_SYNTH_TRAIN + "," + str(RUNS_DIR.parent / "sample_data"),
+        out_dir="ablation/frames/stage2_full",
+        # The synthetic clips plus the permissively licensed real clips of sample_data/.
+        video_dir=_SYNTH_TRAIN,
+        sample_data=SAMPLE_DATA_AUTO,
         cache_dir=_CACHE,
-        teacher=str(RUNS_DIR / "default" / "stage1"),
+        teacher="default/stage1",
         teacher_per_frame=True,  # stage1_tiny trains on one-frame clips
         batch_size=16,
         total_steps=240,
@@ -401,7 +556,8 @@ def _stage2_tiny() -> TrainConfig:
 def _stage2_video_tiny() -> TrainConfig:
     return dataclasses.replace(
         _stage2_tiny(),
-        teacher=str(RUNS_DIR / "default" / "stage1_video"),
+        out_dir="ablation/video/stage2_full",
+        teacher="default/stage1_video",
         teacher_per_frame=False,  # stage1_video_tiny trains on 4-frame clips
         # The teacher's clips (4 frames over 1 s): its targets stay in the distribution it was
         # trained on, and a step costs a quarter of a 16-frame one, so 800 steps take the
@@ -419,16 +575,20 @@ def _stage2_motion_tiny() -> TrainConfig:
     # VideoPrism), which asks the student's tokens for motion, and without token shuffling:
     # shuffled, the decoder cannot tell which slot a visible token's motion came from, and the
     # motion loss stayed at 0.99 (held-out motion 0.219 vs 0.288 unshuffled, model card).
-    return dataclasses.replace(_stage2_video_tiny(), motion_weight=1.0, token_shuffle=False)
+    return dataclasses.replace(_stage2_video_tiny(), out_dir="default/stage2", motion_weight=1.0,
+                               token_shuffle=False)
 
 
 @register_config("lit_tiny")
 def _lit_tiny() -> TrainConfig:
     return LiTConfig(
         model="prism-lvt-tiny-p16-f16-r128",
-        manifest=str(RUNS_DIR / "default" / "train_windows.jsonl"),
+        out_dir="default/lit",
+        manifest=_WINDOWS,
+        synth_dir=_SYNTH_TRAIN,
+        window_frames=24,
         cache_dir=_CACHE,
-        encoder=str(RUNS_DIR / "default" / "stage2"),
+        encoder="default/stage2",
         # Keeps the stage-1 text tower and tokenizer that came with the encoder (stage 2's
         # global distillation kept the pooled embedding close to the teacher's) and tunes it,
         # with the pooler, against the locked encoder; 4 frames over 1 s keep it cheap.
@@ -444,10 +604,20 @@ def _lit_tiny() -> TrainConfig:
     )
 
 
+# The recipe in miniature, for tests and for trying the commands (seconds on a CPU), under
+# WORKDIR/test/: synth clips in test/synth (`prism-science synth --n-videos 3 --out
+# runs/test/synth --size 32 --seconds 2`), windows, stage 1, stage 2, LiT.
+_TEST_SYNTH = "test/synth"
+_TEST_WINDOWS = "test/windows.jsonl"
+_TEST_CACHE = "test/cache"
+
+
 @register_config("stage1_test")
 def _stage1_test() -> TrainConfig:
     return Stage1Config(
-        model="prism-lvt-test-p8-f4-r32", batch_size=4, total_steps=4, warmup_steps=1,
+        model="prism-lvt-test-p8-f4-r32", out_dir="test/stage1", manifest=_TEST_WINDOWS,
+        synth_dir=_TEST_SYNTH, window_frames=8, cache_dir=_TEST_CACHE,
+        batch_size=4, total_steps=4, warmup_steps=1,
         vocab_size=64, max_text_len=16, ckpt_every=2, log_every=1, progress=False, threads=1,
     )
 
@@ -455,7 +625,9 @@ def _stage1_test() -> TrainConfig:
 @register_config("stage2_test")
 def _stage2_test() -> TrainConfig:
     return Stage2Config(
-        model="prism-lvt-test-p8-f4-r32", batch_size=4, total_steps=4, warmup_steps=1,
+        model="prism-lvt-test-p8-f4-r32", out_dir="test/stage2", video_dir=_TEST_SYNTH,
+        cache_dir=_TEST_CACHE, teacher="test/stage1",
+        batch_size=4, total_steps=4, warmup_steps=1,
         decoder_layers=1, decoder_heads=2, ckpt_every=2, log_every=1, progress=False, threads=1,
     )
 
@@ -463,6 +635,8 @@ def _stage2_test() -> TrainConfig:
 @register_config("lit_test")
 def _lit_test() -> TrainConfig:
     return LiTConfig(
-        model="prism-lvt-test-p8-f4-r32", batch_size=4, total_steps=4, warmup_steps=1,
+        model="prism-lvt-test-p8-f4-r32", out_dir="test/lit", manifest=_TEST_WINDOWS,
+        synth_dir=_TEST_SYNTH, window_frames=8, cache_dir=_TEST_CACHE, encoder="test/stage2",
+        batch_size=4, total_steps=4, warmup_steps=1,
         vocab_size=64, max_text_len=16, ckpt_every=2, log_every=1, progress=False, threads=1,
     )

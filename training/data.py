@@ -566,7 +566,8 @@ def write_synth_window_manifest(
     synth_dir = Path(synth_dir)
     metas = sorted(synth_dir.glob("*.json"), key=lambda p: natural_sort_key(p.name))
     if not metas:
-        raise DataError(f"{synth_dir} holds no NAME.json clip metadata; run prism-science synth")
+        raise DataError(f"{synth_dir} holds no NAME.json clip metadata of synthetic clips; write "
+                        f"them first: prism-science synth --n-videos N --out {synth_dir}")
     lines = []
     for meta_path in metas:
         meta = json.loads(meta_path.read_text())

@@ -28,7 +28,7 @@ from prism_training.common import (
     text_extras,
     train_tokenizer,
 )
-from prism_training.config import LiTConfig
+from prism_training.config import DEFAULT_WORKDIR, LiTConfig, resolve_config
 from prism_training.data import StepBatches
 from prism_training.engine import train
 
@@ -86,11 +86,14 @@ class _LockedContrastive(ContrastiveObjective):
         return self
 
 
-def main(cfg: LiTConfig, resume: bool = False) -> dict[str, Any]:
+def main(cfg: LiTConfig, resume: bool = False,
+         workdir: str | Path = DEFAULT_WORKDIR) -> dict[str, Any]:
     """Run LiT as configured; returns the engine's summary (see :func:`engine.train`).
 
+    Relative paths of ``cfg`` are taken relative to ``workdir`` (:func:`resolve_config`).
     ``final/`` holds the LvT weights folder (encoder bit-identical to ``cfg.encoder``'s).
     """
+    cfg = resolve_config(cfg, workdir)
     info, run_dir, entries = start_captioned_run(cfg)
     model = build_lit_model(cfg, [e.caption for e in entries], run_dir)
     num_frames = cfg.num_frames or model.num_frames

@@ -30,7 +30,7 @@ from prism_training.common import (
     text_extras,
     train_tokenizer,
 )
-from prism_training.config import Stage1Config
+from prism_training.config import DEFAULT_WORKDIR, Stage1Config, resolve_config
 from prism_training.data import StepBatches, read_manifest
 from prism_training.engine import train
 
@@ -103,12 +103,15 @@ def build_text_model(
     return model.train()
 
 
-def main(cfg: Stage1Config, resume: bool = False) -> dict[str, Any]:
+def main(cfg: Stage1Config, resume: bool = False,
+         workdir: str | Path = DEFAULT_WORKDIR) -> dict[str, Any]:
     """Run stage 1 as configured; returns the engine's summary (see :func:`engine.train`).
 
+    Relative paths of ``cfg`` are taken relative to ``workdir`` (:func:`resolve_config`).
     Writes ``train_config.json``, ``tokenizer.model``, ``checkpoint.pt``, ``log.jsonl`` and the
     final LvT weights folder ``final/`` into ``cfg.out_dir``.
     """
+    cfg = resolve_config(cfg, workdir)
     info, run_dir, entries = start_captioned_run(cfg)
     image_entries = read_manifest(cfg.image_manifest) if cfg.image_manifest else []
     tok_file = run_dir / "tokenizer.model"

@@ -33,8 +33,8 @@ from prism_training.common import (
     pooled_embedding,
     resolve_weights,
 )
-from prism_training.config import Stage2Config
-from prism_training.data import StepBatches, list_videos, read_manifest
+from prism_training.config import DEFAULT_WORKDIR, Stage2Config, resolve_config
+from prism_training.data import ManifestEntry, StepBatches, list_videos, read_manifest
 from prism_training.engine import setup_distributed, train
 from prism_training.losses import (
     frame_difference_patches,
@@ -269,12 +269,25 @@ class Stage2Objective(nn.Module):
         return out
 
 
-def stage2_entries(cfg: Stage2Config) -> list:
-    """Videos of a stage-2 run: ``video_dir`` (every video under it) and/or ``manifest``."""
+def stage2_entries(cfg: Stage2Config) -> list[ManifestEntry]:
+    """Videos of a stage-2 run: every video under the ``video_dir`` folders, then under
+    ``sample_data``, then the rows of ``manifest``.
+
+    Raises
+    ------
+    ConfigError
+        None of the three is set, or ``sample_data`` names a folder that does not exist.
+    """
     entries = []
-    if cfg.video_dir:
-        for folder in cfg.video_dir.split(","):
-            entries += list_videos(folder)
+    for folder in filter(None, (f.strip() for f in cfg.video_dir.split(","))):
+        entries += list_videos(folder)
+    if cfg.sample_data:
+        if not Path(cfg.sample_data).is_dir():
+            raise ConfigError(
+                f"sample_data {cfg.sample_data} is not a folder; give the sample_data/ folder of "
+                "a clone of prism-science (--sample-data DIR), or set sample_data= (empty) to "
+                "train without the sample clips")
+        entries += list_videos(cfg.sample_data)
     if cfg.manifest:
         entries += read_manifest(cfg.manifest, require_caption=False)
     if not entries:
@@ -282,12 +295,15 @@ def stage2_entries(cfg: Stage2Config) -> list:
     return entries
 
 
-def main(cfg: Stage2Config, resume: bool = False) -> dict[str, Any]:
+def main(cfg: Stage2Config, resume: bool = False,
+         workdir: str | Path = DEFAULT_WORKDIR) -> dict[str, Any]:
     """Run stage 2 as configured; returns the engine's summary (see :func:`engine.train`).
 
+    Relative paths of ``cfg`` are taken relative to ``workdir`` (:func:`resolve_config`).
     ``final/`` holds an LvT weights folder: the student's video encoder, its pooler, and the
     teacher's text tower and tokenizer.
     """
+    cfg = resolve_config(cfg, workdir)
     if not cfg.out_dir:
         raise ConfigError("out_dir is empty; set --out RUN_DIR")
     if not 0.0 <= cfg.mask_ratio < 1.0:

@@ -14,10 +14,10 @@ from prism_science.errors import ConfigError, DataError
 from prism_training.config import (
     Stage2Config,
     apply_overrides,
-    config_from_dict,
-    config_to_dict,
     get_config,
     list_configs,
+    train_config_from_dict,
+    train_config_to_dict,
 )
 from prism_training.data import (
     ClipSource,
@@ -37,7 +37,7 @@ def test_registry_overrides_and_round_trip() -> None:
     assert isinstance(cfg, Stage2Config)
     assert (cfg.mask_ratio, cfg.token_shuffle, cfg.batch_size, cfg.lr) == (0.8, False, 4, 1e-4)
     assert get_config("stage2_tiny").mask_ratio == 0.75  # registry entries are not mutated
-    assert config_from_dict(json.loads(json.dumps(config_to_dict(cfg)))) == cfg
+    assert train_config_from_dict(json.loads(json.dumps(train_config_to_dict(cfg)))) == cfg
     with pytest.raises(ConfigError, match="no field 'mask_ration'"):
         apply_overrides(cfg, ["mask_ration=0.5"])
     with pytest.raises(ConfigError, match="expected a int"):
@@ -45,7 +45,7 @@ def test_registry_overrides_and_round_trip() -> None:
     with pytest.raises(ConfigError, match="not registered"):
         get_config("stage9")
     with pytest.raises(ConfigError, match="no field"):
-        config_from_dict({**config_to_dict(cfg), "colour": 1})
+        train_config_from_dict({**train_config_to_dict(cfg), "colour": 1})
 
 
 def test_cli_reports_bad_configs(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
