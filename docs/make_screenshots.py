@@ -62,12 +62,8 @@ def main() -> int:
     from napari_prism._extract_widget import extract_task
     from napari_prism._link import link
     from napari_prism._probe_widget import format_metrics
-    from prism_science.session.training import (
-        LabeledVideo,
-        build_training_set,
-        predict_stored_video,
-        train_probe,
-    )
+    from prism_science.pipeline import predict_video, train_probe
+    from prism_science.store import open_store
 
     torch.set_num_threads(2)
     model = _pick_model(args.model)
@@ -90,11 +86,14 @@ def main() -> int:
     video_id = next(iter(result["videos"].values()))
     layer.metadata[STORE_KEY], layer.metadata[VIDEO_ID_KEY] = str(store), video_id
     print("training a linear probe ...")
-    data = build_training_set([LabeledVideo(session, store, video_id)], result["key"])
-    trained = train_probe("linear", data, max_epochs=60)
-    classes, proba, thresholds = predict_stored_video(trained.probe, store, video_id,
-                                                      result["key"])
-    session.set_predictions("linear", classes, proba, thresholds)
+    tables = {video_id: session.to_table(("manual", "curated"), fully_labeled=True,
+                                         video_id=video_id)}
+    with open_store(store, mode="r") as opened:
+        trained = train_probe(opened, tables, "linear", feature_key=result["key"],
+                              params={"max_epochs": 60})
+        found = predict_video(trained.probe, opened, video_id, result["key"])
+    session.set_predictions("linear", found.behaviors, found.scores, found.thresholds,
+                            found.postprocess)
     probe_widget = docks["Train and predict"][1]
     probe_widget.refresh_keys()
     probe_widget.probe = trained.probe

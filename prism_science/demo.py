@@ -80,7 +80,8 @@ class DemoOptions:
 
 @dataclass
 class DemoResult:
-    """What the demo measured, per dataset, and where it wrote it."""
+    """What the demo measured, per dataset, and where it wrote it (``validation``: what each
+    probe's training held out, see :attr:`prism_science.pipeline.TrainResult.validation`)."""
 
     store: Path
     rows: list[dict] = field(default_factory=list)
@@ -88,6 +89,7 @@ class DemoResult:
     ethograms: list[Path] = field(default_factory=list)
     summaries: dict[str, dict] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    validation: dict[str, str] = field(default_factory=dict)
 
     def table(self) -> str:
         """The summary as a fixed-width text table."""
@@ -156,15 +158,19 @@ def _train_predict_evaluate(store, dataset: str, train_ids: list[str], video_ids
                             options: DemoOptions, result: DemoResult) -> None:
     """Train on label set 'manual' of ``train_ids``, predict ``video_ids``, evaluate 'heldout'."""
     from prism_science.evaluation import write_report
-    from prism_science.pipeline import evaluate_store, predict_to_store, train_probe
-    from prism_science.probes import save_probe
+    from prism_science.pipeline import (
+        evaluate_store,
+        predict_to_store,
+        save_trained_probe,
+        train_probe,
+    )
 
     t0 = time.perf_counter()
-    probe, _ = train_probe(store, "manual", options.probe, video_ids=train_ids,
-                           params={"random_state": options.seed, "class_weight": "balanced"},
-                           min_bout=3, max_gap=2)
-    probe_dir = save_probe(probe, options.out / "probes" / dataset)
-    predict_to_store(probe, store, dataset, video_ids=video_ids, probe_dir=probe_dir)
+    trained = train_probe(store, "manual", options.probe, video_ids=train_ids,
+                          seed=options.seed, min_bout=3, max_gap=2)
+    result.validation[dataset] = trained.validation
+    probe_dir = save_trained_probe(trained.probe, options.out / "probes" / dataset)
+    predict_to_store(trained.probe, store, dataset, video_ids=video_ids, probe_dir=probe_dir)
     report, arrays = evaluate_store(store, "heldout", dataset, video_ids=video_ids)
     out_dir = options.out / "reports" / dataset
     written = write_report(report, out_dir, arrays["y_true"], arrays["scores"], arrays["y_pred"],

@@ -65,3 +65,12 @@ class CheckpointError(WeightsError):
 
 class TrainingError(PrismError):
     """The optimisation itself failed (e.g. too many steps with a non-finite loss)."""
+
+
+class SearchError(PrismError):
+    """A text search cannot run: a model without text tower or tokenizer, an empty query, or a
+    store whose video cannot be found."""
+
+
+class Cancelled(Exception):  # noqa: N818 - not an error: the caller asked the work to stop
+    """Long work stopped because its caller asked it to (a cancel button or event)."""

@@ -30,7 +30,8 @@ __all__ = ["LabelsIOWidget"]
 
 EXPORT_FORMATS = {
     "csv": ("plain interval CSV", ".csv"),
-    "boris": ("BORIS tabular events", ".boris.csv"),
+    "boris": ("BORIS project (opens in BORIS)", ".boris"),
+    "boris-tabular": ("BORIS tabular events", ".boris.csv"),
     "nwb": ("NWB (TimeIntervals)", ".nwb"),
     "deepethogram": ("DeepEthogram per-frame CSV", ".deg.csv"),
 }

@@ -1,19 +1,22 @@
-"""Train and predict: a probe from the labels of one or many videos, validation metrics, and
+"""Train and predict: a probe from the labels of one or many videos, validation figures, and
 predictions of a video or of every video of a store, shown on the timeline.
 
-The timeline shows the bouts of :func:`prism_science.probes.postprocess.binarize_predictions`
-with the probe's thresholds and bout post-processing (min bout, gap filling), the same bouts
-``prism-science probe predict`` saves; the two spin boxes here are the probe's ``postprocess_``.
+The worker functions only call the library's pipeline (:mod:`prism_science.pipeline`), the
+same path as ``prism-science probe train`` / ``probe predict``: the same pooling of token
+grids, validation split, thresholds and predictions layout in the store, so a probe trained
+here predicts from the command line and the reverse. The timeline shows the bouts of
+:func:`prism_science.probes.postprocess.binarize_predictions` with the probe's thresholds and
+bout post-processing (the two spin boxes here are the probe's ``postprocess_``).
 """
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from qtpy.QtGui import QFontDatabase
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -29,11 +32,15 @@ from qtpy.QtWidgets import (
 )
 
 from prism_science.errors import PrismError, ProbeError, StoreError
-from prism_science.session.training import (
-    LabeledVideo,
+from prism_science.pipeline import (
+    DEFAULT_PREDICTION_NAME,
     TrainResult,
-    build_training_set,
-    predict_stored_video,
+    VideoPrediction,
+    default_prediction_name,
+    load_trained_probe,
+    predict_to_store,
+    predict_video,
+    save_trained_probe,
     train_probe,
 )
 
@@ -44,63 +51,61 @@ from ._tasks import Progress, TaskCancelled, TaskPanel
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["ProbeWidget", "predict_task", "train_task"]
+    from prism_science.labels import LabelTable
+
+__all__ = ["ProbeWidget", "format_metrics", "predict_task", "train_task"]
 
 
 def train_task(
-    videos: list[LabeledVideo], key: str, kind: str, params: dict[str, Any],
-    sources: tuple[str, ...], fully_labeled: bool, *, cancel_event: threading.Event,
+    store_path: Path, tables: dict[str, LabelTable], key: str, kind: str,
+    params: dict[str, Any], postprocess: dict[str, int], *, cancel_event: threading.Event,
 ) -> Generator[Progress, None, TrainResult]:
-    """Worker: read features and labels, train with validation, refit on everything."""
-    yield 0, 3, f"reading features of {len(videos)} video(s)"
-    data = build_training_set(videos, key, sources, fully_labeled)
+    """Worker: :func:`prism_science.pipeline.train_probe` on the sessions' label tables."""
+    from prism_science.store import open_store
+
+    yield 0, 2, (f"training a {kind} probe on the labels of {len(tables)} video(s), with a "
+                 "validation split, then on all of them")
+    with open_store(store_path, mode="r") as store:
+        result = train_probe(store, tables, kind, feature_key=key, params=params,
+                             min_bout=postprocess["min_bout"], max_gap=postprocess["max_gap"])
     if cancel_event.is_set():
         raise TaskCancelled()
-    yield 1, 3, (f"training a {kind} probe on {len(data.X)} frames of {len(data.videos)} "
-                 f"video(s), {len(data.behaviors)} behaviors")
-    result = train_probe(kind, data, **params)
-    yield 3, 3, "trained"
+    yield 2, 2, "trained"
     return result
 
 
 def predict_task(
-    probe: Any, targets: list[tuple[Path, str]], key: str, name: str, write_store: bool,
-    *, cancel_event: threading.Event,
-) -> Generator[Progress, None, dict[tuple[str, str], tuple[Any, ...]]]:
-    """Worker: predict each (store, video id); optionally write ``predictions/<name>``.
+    probe: Any, store_path: Path, video_ids: list[str], key: str | None, name: str,
+    write_store: bool, *, cancel_event: threading.Event,
+) -> Generator[Progress, None, dict[tuple[str, str], VideoPrediction]]:
+    """Worker: predict videos of a store; with ``write_store``, write ``predictions/<name>``
+    (:func:`prism_science.pipeline.predict_to_store`, every video checked first).
 
-    Returns (store path, video id) -> ``predict_stored_video``'s (classes, probabilities,
-    thresholds, post-processing).
+    Returns (store path, video id) -> :class:`prism_science.pipeline.VideoPrediction`.
     """
     from prism_science.store import open_store
 
-    out = {}
-    for index, (store_path, video_id) in enumerate(targets):
-        if cancel_event.is_set():
-            raise TaskCancelled()
-        yield index, len(targets), f"predicting {video_id}"
-        classes, proba, thresholds, post = predict_stored_video(probe, store_path, video_id, key)
+    results: dict[str, VideoPrediction] = {}
+    with open_store(store_path, mode="a" if write_store else "r") as store:
         if write_store:
-            with open_store(store_path, mode="a") as store:
-                store.write_array(video_id, f"predictions/{name}", proba,
-                                  {"classes": classes, "thresholds": thresholds,
-                                   "postprocess": post, "key": key})
-        out[(str(store_path), video_id)] = (classes, proba, thresholds, post)
-    yield len(targets), len(targets), f"predicted {len(targets)} video(s)"
-    return out
+            yield 0, 1, f"predicting {len(video_ids)} video(s) into predictions/{name}"
+            results = predict_to_store(probe, store, name, video_ids, key)
+        else:
+            for index, video_id in enumerate(video_ids):
+                if cancel_event.is_set():
+                    raise TaskCancelled()
+                yield index, len(video_ids), f"predicting {video_id}"
+                results[video_id] = predict_video(probe, store, video_id, key)
+    yield len(video_ids), len(video_ids), f"predicted {len(video_ids)} video(s)"
+    return {(str(store_path), video_id): found for video_id, found in results.items()}
 
 
 def format_metrics(result: TrainResult) -> str:
-    """Validation metrics as a few lines of text."""
-    if not result.metrics:
-        return "no validation (too little labeled data to hold some out)"
-    lines = [f"validation on {result.validation}:"]
-    for name, m in result.metrics.items():
-        if math.isnan(m["AP"]):
-            lines.append(f"  {name}: no held-out positive")
-        else:
-            lines.append(f"  {name}: AP {m['AP']:.2f}  F1 {m['F1']:.2f}  "
-                         f"({int(m['positives'])} positive frames)")
+    """Thresholds, validation figures and warnings of a training run, as text."""
+    lines = [result.format()]
+    if result.warnings:
+        lines.append("warnings:")
+        lines += [f"- {message}" for message in result.warnings]
     return "\n".join(lines)
 
 
@@ -115,6 +120,7 @@ class ProbeWidget(QWidget):
         self.link = link(napari_viewer)
         self.probe: Any = None
         self.probe_key: str | None = None
+        self.result: TrainResult | None = None
         layout = QVBoxLayout(self)
         form = QFormLayout()
         row = QHBoxLayout()
@@ -142,7 +148,7 @@ class ProbeWidget(QWidget):
         self.max_gap.setToolTip("gaps of at most this many frames between two predicted bouts "
                                 "are filled (--max-gap)")
         form.addRow("fill gaps up to (frames)", self.max_gap)
-        self.name = QLineEdit("probe")
+        self.name = QLineEdit(DEFAULT_PREDICTION_NAME)
         form.addRow("prediction name", self.name)
         layout.addLayout(form)
         self.use_curated = QCheckBox("use curated labels too")
@@ -169,6 +175,7 @@ class ProbeWidget(QWidget):
         layout.addLayout(row)
         self.metrics = QLabel("")
         self.metrics.setWordWrap(True)
+        self.metrics.setFont(QFontDatabase.systemFont(QFontDatabase.FixedFont))
         layout.addWidget(self.metrics)
         self.task = TaskPanel()
         layout.addWidget(self.task)
@@ -200,41 +207,77 @@ class ProbeWidget(QWidget):
         if current in keys:
             self.key.setCurrentText(current)
 
-    def labeled_videos(self) -> list[LabeledVideo]:
-        """Open videos with features (and, if ticked, the store's other labeled videos)."""
+    def _current_store(self) -> Path | None:
+        """The store of the current video, else of the first open video that has one."""
+        layers = [self.link.layer] if self.link.layer is not None else []
+        for layer in [*layers, *prism_layers(self.viewer)]:
+            where = self._layer_store(layer)
+            if where is not None:
+                return where[0]
+        return None
+
+    def label_tables(self, store_path: Path) -> tuple[dict[str, LabelTable], list[str]]:
+        """Label tables of the open videos with features in ``store_path`` (and, if ticked, of
+        the store's other labeled videos); the names of open labeled videos of other stores.
+
+        Videos without a bout are left out (with "frames without a bout are negatives" they
+        would count as videos where nothing happens).
+        """
         from prism_science.session import LabelingSession
         from prism_science.store import open_store
 
-        videos = []
+        sources = ("manual", "curated") if self.use_curated.isChecked() else ("manual",)
+        fully = self.fully_labeled.isChecked()
+        tables: dict[str, LabelTable] = {}
+        elsewhere: list[str] = []
         for layer in prism_layers(self.viewer):
             where = self._layer_store(layer)
-            if where is not None:
-                videos.append(LabeledVideo(layer.metadata["prism_session"], *where))
-        if self.store_labels.isChecked() and videos:
-            store_path = videos[0].store_path
-            seen = {v.video_id for v in videos if v.store_path == store_path}
+            if where is None:
+                continue
+            table = layer.metadata["prism_session"].to_table(sources, fully_labeled=fully,
+                                                             video_id=where[1])
+            if not table.intervals:
+                continue
+            if Path(where[0]).resolve() != Path(store_path).resolve():
+                elsewhere.append(layer.name)
+                continue
+            tables[where[1]] = table
+        if self.store_labels.isChecked():
             with open_store(store_path, mode="r") as store:
-                others = [v for v in store.video_ids() if v not in seen and (
+                others = [v for v in store.video_ids() if v not in tables and (
                     store.has_item(v, "labels/manual") or store.has_item(v, "gui/session"))]
             for video_id in others:
                 session = LabelingSession.from_store(store_path, video_id)
-                videos.append(LabeledVideo(session, store_path, video_id))
-        return videos
+                table = session.to_table(sources, fully_labeled=fully, video_id=video_id)
+                if table.intervals:
+                    tables[video_id] = table
+        return tables, elsewhere
 
     # ------------------------------------------------------------------ actions
     def train(self) -> None:
-        """Train in a worker; metrics and the probe arrive when done."""
-        videos = self.labeled_videos()
+        """Train in a worker; validation figures and the probe arrive when done."""
+        store_path = self._current_store()
         key = self.key.currentText()
-        if not videos or not key:
+        if store_path is None or not key:
             notify_error(StoreError("no video with features: extract features first "
                                     "(Extract features widget)"), "train")
             return
-        sources = ("manual", "curated") if self.use_curated.isChecked() else ("manual",)
+        try:
+            tables, elsewhere = self.label_tables(store_path)
+        except PrismError as exc:
+            notify_error(exc, "train")
+            return
+        if not tables:
+            notify_error(ProbeError("no labeled video with features in "
+                                    f"{store_path}: label some bouts first"), "train")
+            return
+        if elsewhere:
+            notify_info(f"training on the videos of {store_path}; left out (features in "
+                        f"another store): {', '.join(elsewhere)}")
         params = {"max_epochs": self.epochs.value()}
         kind = self.kind.currentText()
-        self.task.run(train_task, videos, key, kind, params, sources,
-                      self.fully_labeled.isChecked(), what=f"training {kind} probe",
+        self.task.run(train_task, store_path, tables, key, kind, params, self.postprocess(),
+                      what=f"training {kind} probe",
                       on_result=lambda result: self._trained(result, key))
 
     def postprocess(self) -> dict[str, int]:
@@ -242,10 +285,9 @@ class ProbeWidget(QWidget):
         return {"min_bout": self.min_bout.value(), "max_gap": self.max_gap.value()}
 
     def _trained(self, result: TrainResult, key: str) -> None:
-        self.probe, self.probe_key = result.probe, key
-        self.probe.postprocess_ = self.postprocess()
+        self.probe, self.probe_key, self.result = result.probe, key, result
         self.metrics.setText(format_metrics(result))
-        notify_info(f"{self.kind.currentText()} probe trained; predict to see it on the timeline")
+        notify_info(f"{result.kind} probe trained; predict to see it on the timeline")
 
     def _check_probe(self) -> str | None:
         if self.probe is None:
@@ -254,6 +296,9 @@ class ProbeWidget(QWidget):
         # Kept on the probe, so a saved probe predicts the same bouts with the CLI.
         self.probe.postprocess_ = self.postprocess()
         return self.probe_key or self.key.currentText()
+
+    def _name(self) -> str:
+        return self.name.text().strip() or DEFAULT_PREDICTION_NAME
 
     def predict_current(self) -> None:
         """Predict the current video; the predictions appear on the timeline."""
@@ -265,11 +310,12 @@ class ProbeWidget(QWidget):
         if where is None:
             notify_error(StoreError("this video has no features: extract them first"), "predict")
             return
-        self.task.run(predict_task, self.probe, [where], key, self.name.text().strip() or "probe",
-                      False, what="predicting", on_result=self._predicted)
+        self.task.run(predict_task, self.probe, where[0], [where[1]], key, self._name(), False,
+                      what="predicting", on_result=self._predicted)
 
     def predict_store(self) -> None:
-        """Predict every video of the current store that has the features (saved in the store)."""
+        """Predict every video of the current store whose features are complete, into the
+        store (``predictions/<name>``, as ``prism-science probe predict`` writes them)."""
         from prism_science.store import open_store
 
         key = self._check_probe()
@@ -280,49 +326,63 @@ class ProbeWidget(QWidget):
                 notify_error(StoreError("this video has no store: extract features first"))
             return
         with open_store(where[0], mode="r") as store:
-            targets = [(where[0], v) for v in store.video_ids() if key in store.feature_keys(v)
+            ids = store.video_ids()
+            targets = [v for v in ids if key in store.feature_keys(v)
                        and store.feature_status(v, key) == "complete"]
-        self.task.run(predict_task, self.probe, targets, key, self.name.text().strip() or "probe",
-                      True, what="predicting the store", on_result=self._predicted)
+        skipped = [v for v in ids if v not in targets]
+        if skipped:
+            notify_info(f"{len(skipped)} video(s) of {where[0]} have no complete features "
+                        f"{key!r} and are not predicted: {', '.join(skipped)}")
+        self.task.run(predict_task, self.probe, where[0], targets, key, self._name(), True,
+                      what="predicting the store", on_result=self._predicted)
 
-    def _predicted(self, result: dict[tuple[str, str], tuple[Any, ...]]) -> None:
-        name = self.name.text().strip() or "probe"
+    def _predicted(self, result: dict[tuple[str, str], VideoPrediction]) -> None:
+        name = self._name()
         for layer in prism_layers(self.viewer):
             where = self._layer_store(layer)
             if where is None:
                 continue
             found = result.get((str(where[0]), where[1]))
             if found is not None:
-                classes, proba, thresholds, post = found
-                layer.metadata["prism_session"].set_predictions(name, classes, proba, thresholds,
-                                                                post)
+                layer.metadata["prism_session"].set_predictions(
+                    name, found.behaviors, found.scores, found.thresholds, found.postprocess)
         self.link.timeline.prediction = name
         self.link.timeline.update()
         self.task.status.setText(f"predictions {name!r} of {len(result)} video(s)")
 
     def _save_dialog(self) -> None:
-        from prism_science.probes import save_probe
-
         if self.probe is None:
             notify_error(ProbeError("train a probe first"), "save probe")
             return
         folder = QFileDialog.getExistingDirectory(self, "Save the probe into a folder")
         if folder:
-            save_probe(self.probe, folder)
+            self.save(folder)
+
+    def save(self, folder: str | Path) -> Path:
+        """Save the probe with its validation figures (``probe.json``, ``probe.safetensors``,
+        ``validation.json``), the folder ``prism-science probe predict --probe`` reads."""
+        self.probe.postprocess_ = self.postprocess()
+        return save_trained_probe(self.probe, folder)
 
     def load(self, folder: str | Path) -> None:
-        """Load a probe saved with ``save_probe`` (used by the dialog and by tests)."""
-        from prism_science.probes import load_probe
-
+        """Load a probe folder (used by the dialog and by tests); predictions are then named
+        after the folder, as ``prism-science probe predict`` names them."""
         try:
-            self.probe = load_probe(folder)
+            self.probe = load_trained_probe(folder)
         except (PrismError, OSError) as exc:
             notify_error(exc, "load probe")
             return
-        self.probe_key = None
+        self.result = None
+        self.probe_key = (getattr(self.probe, "feature_provenance_", None) or {}).get(
+            "feature_key")
         post = getattr(self.probe, "postprocess_", None) or {}
         self.min_bout.setValue(int(post.get("min_bout", 1)))
         self.max_gap.setValue(int(post.get("max_gap", 0)))
+        self.name.setText(default_prediction_name(folder))
+        validation = self.probe.validation_
+        self.metrics.setText(
+            f"loaded; validation: {validation['validation']['description']}"
+            if validation else "loaded (no validation.json in the folder)")
         notify_info(f"loaded probe from {folder}")
 
     def _load_dialog(self) -> None:

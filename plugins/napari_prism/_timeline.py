@@ -8,7 +8,9 @@ saves). A ruler on top shows frame
 numbers; the current frame is a vertical line. Click or drag on the ruler to move through the
 video; drag on a row with the left button to label frames, with the right button to unlabel them;
 the mouse wheel zooms around the pointer, Shift+wheel pans. Optional extra rows show the frames
-suggested for labeling and a text-search similarity curve.
+suggested for labeling and a text-search similarity curve, drawn on an absolute cosine scale
+(:func:`similarity_axis`) with its matching ranges shaded. Setting them grows the widget so the
+rows fit; in a dock too short for them they are drawn at its bottom edge, over the last rows.
 """
 
 from __future__ import annotations
@@ -20,18 +22,32 @@ from qtpy.QtWidgets import QSizePolicy, QWidget
 
 from prism_science.session import LabelingSession, mask_to_runs
 
-__all__ = ["TimelineWidget"]
+__all__ = ["TimelineWidget", "similarity_axis"]
 
 LABEL_WIDTH = 120
 RULER_HEIGHT = 20
 ROW_HEIGHT = 26
 EXTRA_ROW_HEIGHT = 30
+SEARCH_ROW_HEIGHT = 46
 MIN_FRAMES_VISIBLE = 20
 # Bands of a behavior row, (offset from the row's top, height) in pixels.
 MANUAL_BAND = (2, 11)
 CURATED_BAND = (13, 4)
 PROBABILITY_BAND = (17, 5)
 PREDICTED_BAND = (22, 3)
+
+
+def similarity_axis(values: np.ndarray) -> tuple[float, float]:
+    """Axis limits of a cosine-similarity curve: whole tenths around the values, zero included,
+    at least 0.2 wide, so that differences of a few hundredths never fill the row."""
+    lo = min(0.0, float(np.floor(np.min(values) * 10 + 1e-6)) / 10)
+    hi = max(0.0, float(np.ceil(np.max(values) * 10 - 1e-6)) / 10)
+    if hi - lo < 0.2:
+        if hi > 0:
+            hi = lo + 0.2
+        else:
+            lo = hi - 0.2
+    return lo, hi
 
 
 def _bin(values: np.ndarray, f0: int, f1: int, width: int, how: str) -> np.ndarray:
@@ -68,8 +84,9 @@ class TimelineWidget(QWidget):
         self.view_start = 0.0
         self.view_frames = 1.0
         self.prediction: str | None = None  # track shown; None: the last one added
-        self.suggestions: np.ndarray = np.zeros(0, dtype=np.int64)
-        self.similarity: np.ndarray | None = None  # (n_frames,) text-search curve
+        self._suggestions = np.zeros(0, dtype=np.int64)
+        self._similarity: np.ndarray | None = None
+        self.search_ranges: list[tuple[int, int]] = []  # (start, end) inclusive, shaded
         self._drag: tuple[str, int, bool] | None = None  # (behavior, start frame, value)
         self._drag_end = 0
         self._scrubbing = False
@@ -89,8 +106,29 @@ class TimelineWidget(QWidget):
         if session is not None:
             session.subscribe(self._on_session_changed)
             self.view_start, self.view_frames = 0.0, float(session.n_frames)
-        self.suggestions = np.zeros(0, dtype=np.int64)
-        self.similarity = None
+        self._suggestions = np.zeros(0, dtype=np.int64)
+        self._similarity = None
+        self.search_ranges = []
+        self._on_session_changed()
+
+    @property
+    def suggestions(self) -> np.ndarray:
+        """Frames suggested for labeling, (k,) int64, drawn as ticks in their own row."""
+        return self._suggestions
+
+    @suggestions.setter
+    def suggestions(self, frames: np.ndarray) -> None:
+        self._suggestions = np.asarray(frames, dtype=np.int64).ravel()
+        self._on_session_changed()
+
+    @property
+    def similarity(self) -> np.ndarray | None:
+        """(n_frames,) cosine similarity of a text search, or None; drawn in its own row."""
+        return self._similarity
+
+    @similarity.setter
+    def similarity(self, curve: np.ndarray | None) -> None:
+        self._similarity = None if curve is None else np.asarray(curve, dtype=np.float32)
         self._on_session_changed()
 
     def _on_session_changed(self) -> None:
@@ -149,9 +187,21 @@ class TimelineWidget(QWidget):
     def sizeHint(self):  # noqa: N802 - Qt API
         size = super().sizeHint()
         height = RULER_HEIGHT + ROW_HEIGHT * max(len(self._rows()), 1)
-        height += EXTRA_ROW_HEIGHT * len(self._extra_rows()) + 4
+        height += self._extra_height() + 4
         size.setHeight(height)
         return size
+
+    @staticmethod
+    def _row_height(name: str) -> int:
+        return SEARCH_ROW_HEIGHT if name == "search" else EXTRA_ROW_HEIGHT
+
+    def _extra_height(self) -> int:
+        return sum(self._row_height(name) for name in self._extra_rows())
+
+    def _extra_top(self) -> int:
+        """Top of the extra rows: under the behavior rows, or higher when the widget is short."""
+        top = RULER_HEIGHT + ROW_HEIGHT * len(self._rows())
+        return max(min(top, self.height() - self._extra_height()), RULER_HEIGHT)
 
     def frame_at(self, x: float) -> int:
         """Frame under pixel column ``x`` (clamped to the video)."""
@@ -282,34 +332,57 @@ class TimelineWidget(QWidget):
         painter.drawImage(QRectF(x0, top, cols, PROBABILITY_BAND[1]), image)
 
     def _paint_extra_rows(self, painter: QPainter, f0: int, f1: int, cols: int, x0: int) -> None:
-        top = RULER_HEIGHT + ROW_HEIGHT * len(self._rows())
+        top = self._extra_top()
         for name in self._extra_rows():
-            painter.fillRect(QRectF(0, top, self.width(), EXTRA_ROW_HEIGHT - 1), QColor(34, 37, 44))
+            height = self._row_height(name)
+            painter.fillRect(QRectF(0, top, self.width(), height - 1), QColor(34, 37, 44))
             painter.setPen(QColor(230, 230, 230))
-            painter.drawText(QRectF(6, top, LABEL_WIDTH - 8, EXTRA_ROW_HEIGHT), Qt.AlignVCenter,
-                             name)
             if name == "suggested":
+                painter.drawText(QRectF(6, top, LABEL_WIDTH - 8, height), Qt.AlignVCenter, name)
                 painter.setPen(QPen(QColor(255, 200, 0), 2))
                 for frame in self.suggestions:
                     if f0 <= frame < f1:
                         x = self.x_of(frame + 0.5)
-                        bottom = top + EXTRA_ROW_HEIGHT - 4
-                        painter.drawLine(QPointF(x, top + 4), QPointF(x, bottom))
+                        painter.drawLine(QPointF(x, top + 4), QPointF(x, top + height - 4))
             elif self.similarity is not None:
-                values = _bin(self.similarity, f0, f1, cols, "max")
-                lo, hi = float(np.min(self.similarity)), float(np.max(self.similarity))
-                scale = (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
-                path = QPainterPath()
-                bottom = top + EXTRA_ROW_HEIGHT - 3
-                for i, v in enumerate(scale):
-                    point = QPointF(x0 + i, bottom - v * (EXTRA_ROW_HEIGHT - 6))
-                    if i == 0:
-                        path.moveTo(point)
-                    else:
-                        path.lineTo(point)
-                painter.setPen(QPen(QColor(120, 220, 255), 1.5))
-                painter.drawPath(path)
-            top += EXTRA_ROW_HEIGHT
+                self._paint_similarity(painter, top, height, f0, f1, cols, x0)
+            top += height
+
+    def _paint_similarity(
+        self, painter: QPainter, top: float, height: int, f0: int, f1: int, cols: int, x0: int,
+    ) -> None:
+        """The curve on a fixed cosine axis (labelled at its ends), matching ranges shaded."""
+        assert self.similarity is not None
+        lo, hi = similarity_axis(self.similarity)
+        y_top, y_bottom = top + 4, top + height - 5
+
+        def y_of(value: float) -> float:
+            return y_bottom - (value - lo) / (hi - lo) * (y_bottom - y_top)
+
+        painter.drawText(QRectF(6, top, LABEL_WIDTH - 40, height), Qt.AlignVCenter,
+                         "search\ncosine")
+        painter.setPen(QColor(160, 160, 160))
+        for value in (hi, lo):
+            painter.drawText(QRectF(LABEL_WIDTH - 36, y_of(value) - 7, 32, 14),
+                             Qt.AlignRight | Qt.AlignVCenter, f"{value:.1f}")
+        for start, end in self.search_ranges:
+            if end >= f0 and start < f1:
+                a, b = self.x_of(max(start, f0)), self.x_of(min(end + 1, f1))
+                painter.fillRect(QRectF(a, y_top, b - a, y_bottom - y_top),
+                                 QColor(120, 220, 255, 45))
+        if lo < 0 < hi:
+            painter.setPen(QPen(QColor(110, 110, 110), 1, Qt.DashLine))
+            painter.drawLine(QPointF(x0, y_of(0.0)), QPointF(x0 + cols, y_of(0.0)))
+        values = _bin(self.similarity, f0, f1, cols, "max")
+        path = QPainterPath()
+        for i, value in enumerate(values):
+            point = QPointF(x0 + i, y_of(float(value)))
+            if i == 0:
+                path.moveTo(point)
+            else:
+                path.lineTo(point)
+        painter.setPen(QPen(QColor(120, 220, 255), 1.5))
+        painter.drawPath(path)
 
     # ------------------------------------------------------------------ mouse
     def mousePressEvent(self, event) -> None:  # noqa: N802 - Qt API

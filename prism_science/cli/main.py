@@ -17,9 +17,11 @@ COMMAND_MODULES = (
     "prism_science.cli.convert",
     "prism_science.cli.synth",
     "prism_science.cli.extract",
+    "prism_science.cli.store",
     "prism_science.cli.labels",
     "prism_science.cli.pretrain",
     "prism_science.cli.probe",
+    "prism_science.cli.search",
     "prism_science.cli.demo",
     "prism_science.cli.gui",
 )

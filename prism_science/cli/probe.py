@@ -24,7 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train = sub.add_parser(
         "train", help="train a probe on a label set",
         description="Train a probe on the labeled frames of the store's videos (unlabeled "
-        "frames are left out). Early stopping and per-behavior thresholds use held-out videos.",
+        "frames are left out): first on part of them, measuring per-behavior AP, F1, "
+        "precision and recall and tuning thresholds on held-out videos (or stretches of time "
+        "of a single video), then on all of them. Writes probe.json, probe.safetensors and "
+        "validation.json into --out.",
     )
     train.add_argument("--store", required=True, help="feature store (Zarr folder or .h5)")
     train.add_argument("--labels", required=True, help="label set name, e.g. manual")
@@ -35,8 +38,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--video-id", nargs="+", default=None, help="videos (default: all)")
     train.add_argument("--behaviors", type=_csv, default=None,
                        help="comma-separated behaviors (default: all in the label set)")
-    train.add_argument("--val-fraction", type=float, default=None,
-                       help="fraction of videos held out for early stopping and thresholds")
+    train.add_argument("--val-fraction", type=float, default=0.2,
+                       help="fraction of the videos (of one video: of its 5 stretches of time) "
+                       "held out for the validation figures and thresholds; 0: none "
+                       "(default 0.2)")
     train.add_argument("--class-weight", choices=("none", "balanced"), default="balanced",
                        help="weight positives of rare behaviors up (default balanced)")
     train.add_argument("--focal-gamma", type=float, default=0.0, help="focal loss exponent")
@@ -52,7 +57,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     predict = sub.add_parser(
         "predict", help="write a probe's predictions into the store",
         description="Predict every frame of the store's videos; writes predictions/<name>/"
-        "scores and /binary arrays and the label set predicted/<name>.",
+        "scores and /binary arrays and the label set predicted/<name>. Every video is checked "
+        "first (complete features of the probe's model and token mode): if one fails, nothing "
+        "is written.",
     )
     predict.add_argument("--probe", required=True, type=Path, help="probe folder")
     predict.add_argument("--store", required=True)
@@ -94,56 +101,62 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    """Train and save a probe; prints its validation thresholds."""
+    """Train and save a probe; prints its thresholds and validation figures per behavior."""
     from prism_science.errors import PrismError
-    from prism_science.pipeline import train_probe
-    from prism_science.probes import save_probe
+    from prism_science.pipeline import save_trained_probe, train_probe
     from prism_science.store import open_store
 
-    params: dict = {"random_state": args.seed, "focal_gamma": args.focal_gamma,
+    params: dict = {"focal_gamma": args.focal_gamma,
                     "class_weight": None if args.class_weight == "none" else "balanced"}
-    for name in ("val_fraction", "max_epochs", "learning_rate"):
+    for name in ("max_epochs", "learning_rate"):
         value = getattr(args, name)
         if value is not None:
-            params["validation_fraction" if name == "val_fraction" else name] = value
+            params[name] = value
     try:
         with open_store(args.store, mode="r") as store:
-            probe, data = train_probe(
-                store, args.labels, args.kind, args.features, args.video_id, args.behaviors,
-                params, args.min_bout, args.max_gap,
+            result = train_probe(
+                store, args.labels, args.kind, feature_key=args.features,
+                video_ids=args.video_id, behaviors=args.behaviors, params=params,
+                validation_fraction=args.val_fraction, seed=args.seed,
+                min_bout=args.min_bout, max_gap=args.max_gap,
             )
-        save_probe(probe, args.out)
+        save_trained_probe(result.probe, args.out)
     except PrismError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"trained {args.kind} probe on {len(data.video_ids)} video(s), features "
-          f"{data.feature_key}, {probe.n_epochs_} epochs -> {args.out}")
-    for name, threshold in zip(probe.classes_.tolist(), probe.thresholds_, strict=True):
-        skipped = " (skipped: no positive frame)" if name in probe.skipped_classes_ else ""
-        print(f"  {name:<24} threshold {threshold:.3f}{skipped}")
+    for message in result.warnings:
+        print(f"warning: {message}", file=sys.stderr)
+    print(f"trained {args.kind} probe on {len(result.data.video_ids)} video(s), features "
+          f"{result.data.feature_key}, {result.probe.n_epochs_} epochs -> {args.out}")
+    print(result.format())
     return 0
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    """Write predictions of a saved probe into the store."""
+    """Write predictions of a saved probe into the store (every video checked first)."""
     from prism_science.errors import PrismError
-    from prism_science.pipeline import PREDICTIONS, predict_to_store
-    from prism_science.probes import load_probe
+    from prism_science.pipeline import (
+        PREDICTIONS,
+        default_prediction_name,
+        load_trained_probe,
+        predict_to_store,
+    )
     from prism_science.store import open_store
 
-    name = args.name or args.probe.resolve().name
+    name = args.name or default_prediction_name(args.probe)
     try:
-        probe = load_probe(args.probe)
+        probe = load_trained_probe(args.probe)
         with open_store(args.store, mode="r+") as store:
             results = predict_to_store(probe, store, name, args.video_id, args.features,
                                        probe_dir=args.probe)
     except PrismError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    for video_id, binary in results.items():
+    for video_id, prediction in results.items():
         counts = ", ".join(f"{b}={int(c)}" for b, c in
-                           zip(probe.classes_.tolist(), binary.sum(0), strict=True))
-        print(f"{video_id}: {len(binary)} frames -> {PREDICTIONS}/{name} ({counts} frames on)")
+                           zip(prediction.behaviors, prediction.binary.sum(0), strict=True))
+        print(f"{video_id}: {len(prediction.binary)} frames -> {PREDICTIONS}/{name} "
+              f"({counts} frames on)")
     return 0
 
 
@@ -176,14 +189,13 @@ def run_suggest(args: argparse.Namespace) -> int:
     from prism_science.evaluation.active import suggest_bouts, suggest_frames
     from prism_science.labels import load_labels, to_frame_matrix
     from prism_science.labels.store_io import list_labels
-    from prism_science.pipeline import PREDICTIONS, load_predictions
+    from prism_science.pipeline import has_predictions, load_predictions, pool_features
     from prism_science.store import open_store
 
     try:
         with open_store(args.store, mode="r") as store:
             ids = args.video_id or [
-                v for v in store.video_ids()
-                if store.has_item(v, f"{PREDICTIONS}/{args.predictions}/scores")
+                v for v in store.video_ids() if has_predictions(store, v, args.predictions)
             ]
             if not ids:
                 raise PrismError(
@@ -198,8 +210,8 @@ def run_suggest(args: argparse.Namespace) -> int:
                     table = load_labels(store, video_id, args.labels)
                     matrix = to_frame_matrix(table, attrs["behaviors"], n_frames=len(proba))
                     done = (matrix >= 0).all(1)
-                values = store.read_features(video_id, attrs["feature_key"]).values
-                features.append(values.reshape(len(values), -1, values.shape[-1]).mean(1))
+                values = store.read_features(video_id, attrs.get("feature_key")).values
+                features.append(pool_features(values, "linear"))
                 scores.append(proba)
                 labeled.append(done)
                 groups.append(np.full(len(proba), index))

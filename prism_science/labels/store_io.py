@@ -9,9 +9,10 @@ seconds are recomputed from them and labels longer than the video are refused.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from prism_science.errors import LabelError, PrismError
@@ -66,8 +67,23 @@ def align_to_video(table: LabelTable, info: Any, where: str) -> LabelTable:
     return out.validate()
 
 
+def _document(store: Any, video_id: str, table: LabelTable, name: str
+              ) -> tuple[str, str, LabelTable, dict[str, Any]]:
+    """(key, where, aligned table, document) of ``table`` saved as ``name`` of ``video_id``."""
+    key = labels_key(name)
+    where = f"{getattr(store, 'path', 'store')}: video {video_id!r}"
+    info = _video_info(store, video_id)
+    table = align_to_video(table, info, where) if info is not None else table.validate()
+    doc = table.to_dict()
+    doc["video_id"] = video_id
+    return key, where, table, doc
+
+
 def save_labels(store: Any, video_id: str, table: LabelTable, name: str = "manual") -> str:
     """Write ``table`` as the label set ``name`` of ``video_id``; returns the store key.
+
+    An existing set of that name is replaced as is (the GUI session saves this way); imports
+    go through :func:`import_labels`, which never replaces labels without saying so.
 
     Parameters
     ----------
@@ -84,12 +100,7 @@ def save_labels(store: Any, video_id: str, table: LabelTable, name: str = "manua
     LabelError
         Bad rows, a length that differs from the stored video's, or frames beyond it.
     """
-    key = labels_key(name)
-    where = f"{getattr(store, 'path', 'store')}: video {video_id!r}"
-    info = _video_info(store, video_id)
-    table = align_to_video(table, info, where) if info is not None else table.validate()
-    doc = table.to_dict()
-    doc["video_id"] = video_id
+    key, where, table, doc = _document(store, video_id, table, name)
     try:
         store.write_json(video_id, key, doc)
     except PrismError as exc:
@@ -159,3 +170,127 @@ def list_labels(store: Any, video_id: str) -> list[str]:
         return sorted(out)
     except PrismError:
         return []
+
+
+BACKUP_MARK = ".backup-"
+"""Backups of a label set ``name`` are the sets ``name.backup-1``, ``name.backup-2``, ..."""
+
+
+@dataclass(frozen=True)
+class ImportOutcome:
+    """What :func:`import_labels` did (or would do) to one video's label set.
+
+    Attributes
+    ----------
+    video_id, key : str
+        The video and the store key of the label set (``labels/<name>``).
+    action : str
+        ``"new"`` (no such set before), ``"unchanged"`` (the same labels were there),
+        ``"replace"`` (another set is there; refused without ``replace=True``) or
+        ``"replaced"`` (done, the old set kept as ``backup``).
+    old_bouts, new_bouts : int
+        Bouts in the existing set (0 when none) and in the imported one.
+    backup : str or None
+        Name of the label set the old labels were copied to (``manual.backup-1``).
+    """
+
+    video_id: str
+    key: str
+    action: str
+    old_bouts: int
+    new_bouts: int
+    backup: str | None = None
+
+
+def backup_labels(store: Any, video_id: str, name: str = "manual") -> str:
+    """Copy the label set ``name`` of ``video_id`` to ``name.backup-<n>`` (the next free n).
+
+    Returns
+    -------
+    str
+        The backup's label set name (load it with ``load_labels(store, video_id, name)``).
+
+    Raises
+    ------
+    LabelError
+        No set ``name``, or it does not read.
+    """
+    key = labels_key(name)
+    try:
+        doc = store.read_json(video_id, key)
+    except (KeyError, FileNotFoundError, PrismError) as exc:
+        raise LabelError(f"{getattr(store, 'path', 'store')}: video {video_id!r} has no label "
+                         f"set {key!r} to back up ({exc})") from exc
+    existing = set(list_labels(store, video_id))
+    n = 1
+    while f"{name}{BACKUP_MARK}{n}" in existing:
+        n += 1
+    backup = f"{name}{BACKUP_MARK}{n}"
+    store.write_json(video_id, labels_key(backup), doc)
+    logger.info("kept labels/%s of video %s as labels/%s", name, video_id, backup)
+    return backup
+
+
+def import_labels(store: Any, video_id: str, table: LabelTable, name: str = "manual", *,
+                  replace: bool = False, dry_run: bool = False) -> ImportOutcome:
+    """Save imported labels, never replacing existing ones without saying so.
+
+    A video without the label set ``name`` gets it (``"new"``); one holding the very same
+    labels is left as it is (``"unchanged"``); one holding other labels keeps them unless
+    ``replace`` (``"replace"``: nothing written), in which case they are first copied to
+    ``name.backup-<n>`` (:func:`backup_labels`) and then replaced (``"replaced"``).
+
+    Parameters
+    ----------
+    store : FeatureStore
+        Opened writable (readable is enough with ``dry_run``).
+    video_id : str
+    table : LabelTable
+        Aligned to the stored video as by :func:`save_labels`.
+    name : str
+        Label set name.
+    replace : bool
+        Replace a different existing set (after backing it up).
+    dry_run : bool
+        Only say what would happen (check every video of a file before writing any).
+
+    Returns
+    -------
+    ImportOutcome
+
+    Raises
+    ------
+    LabelError
+        As :func:`save_labels`.
+    """
+    key, where, table, doc = _document(store, video_id, table, name)
+    new_bouts = len(table.intervals)
+    old = None
+    has_item = getattr(store, "has_item", None)
+    if has_item is not None and _video_info(store, video_id) is not None \
+            and has_item(video_id, key):
+        try:
+            old = store.read_json(video_id, key)
+        except (PrismError, ValueError) as exc:
+            raise LabelError(f"{where}: the existing label set {key!r} does not read ({exc}); "
+                             "import under another --name, or repair the store (prism-science "
+                             "store repair)") from exc
+    if old is None:
+        action = "new"
+    elif json.loads(json.dumps(doc, default=str)) == old:
+        action = "unchanged"
+    else:
+        action = "replaced" if replace else "replace"
+    old_bouts = len(old.get("intervals") or []) if isinstance(old, dict) else 0
+    outcome = ImportOutcome(video_id, key, action, old_bouts, new_bouts)
+    if dry_run or action in ("unchanged", "replace"):
+        return outcome
+    backup = backup_labels(store, video_id, name) if action == "replaced" else None
+    try:
+        store.write_json(video_id, key, doc)
+    except PrismError as exc:
+        raise LabelError(f"{where}: cannot write {key!r}: {exc}. Record the video first "
+                         "(prism-science extract) or check the store.") from exc
+    logger.info("imported %d intervals of video %s as %s (%s)", new_bouts, video_id, key,
+                action)
+    return replace(outcome, action=action, backup=backup)

@@ -36,7 +36,9 @@ class Interval:
     """One bout: a behavior of one subject from ``start_frame`` to ``end_frame`` (inclusive).
 
     ``box`` is an optional ``(x0, y0, x1, y1)`` pixel box (ChimpACT / KABR box-level labels).
-    ``origin`` (e.g. ``"labels.csv, line 12"``) is only used in error messages.
+    ``modifiers`` are the coder's qualifiers of the bout as the tool wrote them (BORIS:
+    ``|``-joined, one per modifier set; empty when none). ``origin`` (e.g.
+    ``"labels.csv, line 12"``) is only used in error messages.
     """
 
     behavior: str
@@ -49,6 +51,7 @@ class Interval:
     source: str = "manual"
     confidence: float | None = None
     box: tuple[float, float, float, float] | None = None
+    modifiers: str = ""
     origin: str | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -228,6 +231,10 @@ class LabelTable:
         The vocabulary declared by the source (keeps behaviors with no bouts).
     origin : str or None
         The file the table was read from (for messages).
+    observation : str or None
+        The observation (coding session) the table comes from when the file names one: a BORIS
+        observation id, a CalMS21 annotator group, an NWB bouts table. Several observations of
+        one video (one per coder or focal animal) are separate tables.
     """
 
     intervals: list[Interval] = field(default_factory=list)
@@ -238,6 +245,7 @@ class LabelTable:
     timestamps: np.ndarray | None = None
     behavior_set: BehaviorSet | None = None
     origin: str | None = None
+    observation: str | None = None
 
     # ------------------------------------------------------------- queries
     def behaviors(self) -> BehaviorSet:
@@ -407,6 +415,7 @@ class LabelTable:
             "schema": SCHEMA,
             "version": SCHEMA_VERSION,
             "video_id": self.video_id,
+            "observation": self.observation,
             "n_frames": self.n_frames,
             "fps": self.fps,
             "timestamps": ts,
@@ -442,6 +451,7 @@ class LabelTable:
                     annotator=d.get("annotator") or "",
                     source=d.get("source") or "manual", confidence=d.get("confidence"),
                     box=tuple(d["box"]) if d.get("box") is not None else None,
+                    modifiers=d.get("modifiers") or "",
                     origin=f"{where}, intervals[{i}]",
                 )
                 for i, d in enumerate(obj.get("intervals", []))
@@ -462,7 +472,7 @@ class LabelTable:
             else None)
         bs = obj.get("behavior_set")
         return cls(intervals, segments, obj.get("video_id"), n_frames, fps, timestamps,
-                   BehaviorSet.from_dict(bs) if bs else None, origin)
+                   BehaviorSet.from_dict(bs) if bs else None, origin, obj.get("observation"))
 
 
 def _nan(value: Any) -> float:
@@ -481,6 +491,7 @@ def _interval_to_dict(iv: Interval) -> dict[str, Any]:
         "annotator": iv.annotator, "source": iv.source,
         "confidence": _json_float(iv.confidence) if iv.confidence is not None else None,
         "box": [float(v) for v in iv.box] if iv.box is not None else None,
+        "modifiers": iv.modifiers,
     }
 
 
@@ -504,4 +515,5 @@ def merge_tables(tables: Sequence[LabelTable], video_id: str | None = None) -> L
         segments=[s for t in tables for s in t.segments],
         video_id=video_id if video_id is not None else first.video_id,
         n_frames=n_frames, fps=fps, timestamps=ts, behavior_set=bset, origin=first.origin,
+        observation=first.observation,
     )

@@ -162,9 +162,11 @@ class SessionPersistence:
 
     def _save_to_store(self) -> Path:
         """Write the session into its feature store: the session document, the manual and
-        curated label sets (``labels/manual``, ``labels/curated``) and the predictions
-        (``predictions/<name>`` arrays with their classes)."""
+        curated label sets (``labels/manual``, ``labels/curated``) and the predictions, in
+        the layout of ``prism-science probe predict`` (:func:`prism_science.pipeline.
+        write_predictions`: ``predictions/<name>/scores`` and ``binary``)."""
         from prism_science.labels.store_io import save_labels
+        from prism_science.pipeline.predict import write_predictions
         from prism_science.store import open_store
 
         assert self.store is not None
@@ -177,10 +179,9 @@ class SessionPersistence:
                 for name, track in self.predictions.items():
                     if self._cli_tracks.get(name) is track:
                         continue  # unchanged `probe predict` output: keep its scores and binary
-                    store.write_array(video_id, f"predictions/{name}", track.proba,
-                                      {"classes": track.classes,
-                                       "thresholds": track.thresholds,
-                                       "postprocess": track.postprocess})
+                    write_predictions(store, video_id, name, track.proba, track.classes,
+                                      track.thresholds, track.postprocess,
+                                      {"written_by": "labeling session"})
         self._dirty = False
         self._predictions_dirty = False
         self._last_save = time.monotonic()

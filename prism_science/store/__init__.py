@@ -10,11 +10,15 @@ from prism_science.store.feature_store import (
     Features,
     FeatureStore,
     StoredVideo,
+    check_video_id,
+    confined_path,
     describe_params,
     open_store,
+    safe_name,
     store_format,
     video_id_from_path,
 )
+from prism_science.store.repair import RepairReport, VideoRepair, repair_store
 
 __all__ = [
     "CHUNK_BYTES_LIMIT",
@@ -22,10 +26,16 @@ __all__ = [
     "FeatureStore",
     "Features",
     "IDENTITY_FIELDS",
+    "RepairReport",
     "SCHEMA_VERSION",
     "StoredVideo",
+    "VideoRepair",
+    "check_video_id",
+    "confined_path",
     "describe_params",
     "open_store",
+    "repair_store",
+    "safe_name",
     "store_format",
     "video_id_from_path",
 ]

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,9 @@ __all__ = [
     "StoredVideo",
     "describe_params",
     "open_store",
+    "check_video_id",
+    "confined_path",
+    "safe_name",
     "store_format",
     "video_id_from_path",
 ]
@@ -63,6 +67,7 @@ IDENTITY_FIELDS = ("model_name", "weights_sha256", "num_frames", "image_size", "
 """Provenance fields that must agree for features to be mixed in one feature set."""
 
 _HDF5_SUFFIXES = (".h5", ".hdf5", ".he5")
+_ZARR_META = "zarr.json"
 _RESERVED = ("features", "timestamps")
 
 
@@ -87,6 +92,68 @@ def video_id_from_path(relative_path: str | os.PathLike[str]) -> str:
         for part in parts
     ]
     video_id = "__".join(safe).lstrip("._") or "video"
+    return video_id
+
+
+_NAME_MAX_BYTES = 200
+"""Longest file name :func:`safe_name` makes (file systems allow 255 bytes; room for suffixes)."""
+
+
+def safe_name(name: str, fallback: str = "video") -> str:
+    """``name`` (a video id read from a file, say) made one harmless file name.
+
+    As :func:`video_id_from_path`: ``/`` and ``\\`` separate parts; ``.``, ``..`` and empty
+    parts are dropped, the others joined with ``__``; characters other than ASCII letters,
+    digits, ``.``, ``-`` and ``_`` become ``_`` and leading dots and underscores are dropped (no
+    hidden files); the result is cut to 200 bytes. ``"../../x"`` -> ``"x"``,
+    ``"/etc/cron.d/a b"`` -> ``"etc__cron.d__a_b"``; ``fallback`` when nothing is left.
+    """
+    parts = [p for p in re.split(r"[/\\]", str(name)) if p not in ("", ".", "..")]
+    safe = "__".join(
+        "".join(ch if ch.isascii() and (ch.isalnum() or ch in ".-_") else "_" for ch in part)
+        for part in parts)
+    return safe.lstrip("._")[:_NAME_MAX_BYTES].rstrip(".") or fallback
+
+
+def confined_path(folder: str | os.PathLike[str], name: str, suffix: str = "") -> Path:
+    """The file ``folder / (safe_name(name) + suffix)``, checked to lie inside ``folder``.
+
+    Every place where an id read from a user's file becomes a file name goes through this, so a
+    label file naming a video ``../../x`` or ``/etc/x`` never writes outside ``folder``.
+
+    Raises
+    ------
+    StoreError
+        When the path would still resolve outside ``folder`` (a symbolic link in ``folder``
+        pointing elsewhere, for instance).
+    """
+    folder = Path(folder)
+    path = folder / (safe_name(name) + suffix)
+    root = folder.resolve()
+    if path.resolve().parent != root:
+        raise StoreError(f"{path}: the file for id {name!r} would be written outside {folder} "
+                         "(a link points elsewhere); remove the link or choose another folder")
+    return path
+
+
+def check_video_id(video_id: str) -> str:
+    """``video_id`` when it is usable as a store key, else StoreError.
+
+    A store key is one name: not empty, not ``.`` or ``..``, no ``/`` or ``\\``, no control
+    characters, not starting with ``__``, not ``zarr.json`` (Zarr's own metadata file), at
+    most 255 bytes. Ids are refused rather than changed, since a key silently renamed would no
+    longer match its labels.
+    """
+    bad = (not isinstance(video_id, str) or not video_id or video_id in (".", "..")
+           or video_id.lower() == _ZARR_META
+           or "/" in video_id or "\\" in video_id or video_id.startswith("__")
+           or any(ord(ch) < 32 or ord(ch) == 127 for ch in video_id)
+           or len(video_id.encode("utf-8", "surrogatepass")) > 255)
+    if bad:
+        raise StoreError(
+            f"invalid video id {video_id!r}: a store key is one name without '/', '\\', "
+            "control characters or a leading '__', not '.', '..' or 'zarr.json', at most 255 "
+            "bytes; use video_id_from_path(path), or --video-id to name the stored video")
     return video_id
 
 
@@ -213,9 +280,7 @@ class FeatureStore:
     # ------------------------------------------------------------------ videos
     @staticmethod
     def _video_path(video_id: str) -> str:
-        if not video_id or "/" in video_id or video_id.startswith("__"):
-            raise StoreError(f"invalid video id {video_id!r}; use video_id_from_path(path)")
-        return f"videos/{video_id}"
+        return f"videos/{check_video_id(video_id)}"
 
     def video_ids(self) -> list[str]:
         """Ids of the videos in the store, sorted."""
@@ -470,10 +535,11 @@ class FeatureStore:
                 f"{self.path}: features for {video_id}/{key} have shape {values.shape[1:]}, the "
                 f"stored array expects {array.shape[1:]}"
             )
-        array[frame_start:stop] = values.astype(np.float32, copy=False)
-        done = self._b.node(f"{path}/chunk_done")
-        first, last = frame_start // cf, -(-stop // cf)
-        done[first:last] = np.ones(last - first, dtype=np.uint8)
+        with self._b.writing(f"features of video {video_id!r}, frames {frame_start}..{stop}"):
+            array[frame_start:stop] = values.astype(np.float32, copy=False)
+            done = self._b.node(f"{path}/chunk_done")
+            first, last = frame_start // cf, -(-stop // cf)
+            done[first:last] = np.ones(last - first, dtype=np.uint8)
         self._b.flush()
 
     def mark_complete(self, video_id: str, key: str) -> None:
@@ -553,7 +619,8 @@ class FeatureStore:
     # ------------------------------------------------------------------ generic items
     def _item_path(self, video_id: str | None, relpath: str) -> str:
         parts = [p for p in relpath.split("/") if p]
-        if not parts or any(p in (".", "..") or p.startswith("__") for p in parts):
+        if not parts or any(p in (".", "..") or p.startswith("__") or p.lower() == _ZARR_META
+                            or "\\" in p or any(ord(ch) < 32 for ch in p) for p in parts):
             raise StoreError(f"invalid item path {relpath!r}; use names like 'labels/manual'")
         if video_id is None:
             return "shared/" + "/".join(parts)
@@ -586,6 +653,13 @@ class FeatureStore:
     def has_item(self, video_id: str | None, relpath: str) -> bool:
         """Whether an array or JSON document exists at ``relpath``."""
         return self._b.exists(self._item_path(video_id, relpath))
+
+    def delete_item(self, video_id: str | None, relpath: str) -> None:
+        """Remove an array, JSON document or group of items (nothing happens when absent)."""
+        self._require_writable()
+        path = self._item_path(video_id, relpath)
+        if self._b.exists(path):
+            self._b.delete(path)
 
     def list_items(self, video_id: str | None, relpath: str = "") -> list[str]:
         """Names directly under ``relpath`` (arrays, documents and groups)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
@@ -15,10 +16,12 @@ from prism_science.labels import (
     LabelTable,
     Segment,
     detect_format,
+    read_label_tables,
     read_labels,
     to_frame_matrix,
     write_labels,
 )
+from prism_science.labels.formats import ReadReport
 
 FPS = 25.0
 
@@ -244,8 +247,12 @@ def test_aggregated_export_with_two_observations(tmp_path):
     assert {iv.behavior for iv in one.intervals} == {"wing extension", "lunge"}
     rows.append(_agg_row("male", "rest", "STATE", 3.0, 2.0))
     path = _write_csv(tmp_path / "agg_bad.csv", AGGREGATED_HEADER, rows)
+    report = ReadReport()  # obs1's bad row skips obs1 (reported); obs2 still imports
+    assert set(read_label_tables(path, report=report)) == {"fly_02"}
+    assert report.skipped[0][0].startswith("observation 'obs1'")
+    assert re.search(r"line 5, field 'Stop \(s\)'", report.skipped[0][1])
     with pytest.raises(LabelError, match=r"line 5, field 'Stop \(s\)'"):
-        read_labels(path)
+        read_labels(path, video_id="fly_01")
 
 
 def test_tabular_writer_round_trip(tmp_path):
@@ -255,18 +262,19 @@ def test_tabular_writer_round_trip(tmp_path):
         [Segment(0, 249)], "fly_01", 250, FPS,
         behavior_set=BehaviorSet(("wing extension", "chase", "lunge")),
     ).recompute_seconds()
-    out = write_labels(table, tmp_path / "export.csv", format="boris")
+    out = write_labels(table, tmp_path / "export.csv", format="boris-tabular")
     with open(out, newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert list(rows[0]) == TABULAR_HEADER
     assert [r["Behavior type"] for r in rows] == ["START", "POINT", "STOP", "START", "STOP"]
-    assert rows[0]["Time"] == "1.0000" and rows[2]["Image index"] == "50"
+    assert rows[0]["Time"] == "1.000" and rows[2]["Image index"] == "50"
     back = read_labels(out, format="boris-tabular")
     assert sorted((iv.behavior, iv.subject, iv.start_frame, iv.end_frame)
                   for iv in back.intervals) == sorted(
         (iv.behavior, iv.subject, iv.start_frame, iv.end_frame) for iv in table.intervals)
     with pytest.raises(LabelError, match="fps"):
-        write_labels(LabelTable([Interval("x", 0, 1)]), tmp_path / "x.csv", format="boris")
+        write_labels(LabelTable([Interval("x", 0, 1)]), tmp_path / "x.csv",
+                     format="boris-tabular")
 
 
 def test_older_tabular_export_with_metadata_lines_and_tabs(tmp_path):

@@ -40,10 +40,12 @@ def test_import_into_store_show_and_export_every_format(tmp_path, store_path, ca
     assert "wing extension" in out and "100.0%" in out
 
     # (NWB export goes through the same write_labels; tests/labels/test_labels_nwb.py)
-    for fmt, name in [("boris", "b.csv"), ("deepethogram", "d_labels.csv"), ("csv", "c.csv")]:
+    for fmt, name in [("boris-tabular", "b.csv"), ("boris", "b.boris"), ("csv", "c.csv"),
+                      ("deepethogram", "d_labels.csv")]:
         out_path = tmp_path / name
+        subject = ["--subject", "male"] if fmt == "deepethogram" else []  # one animal a file
         assert main(["labels", "export", "--store", str(store_path), "--video-id", "fly_01.mp4",
-                     "--format", fmt, "--out", str(out_path)]) == 0
+                     "--format", fmt, "--out", str(out_path), *subject]) == 0
         assert out_path.is_file()
     capsys.readouterr()
     # the store's timestamps place the female's rest (4.0-5.0 s) after the dropped frames:
@@ -57,6 +59,15 @@ def test_import_into_store_show_and_export_every_format(tmp_path, store_path, ca
     boris = read_labels(tmp_path / "b.csv", fps=FPS, timestamps=TS)
     assert sorted(iv.start_frame for iv in boris.intervals) == sorted(
         iv.start_frame for iv in plain.intervals)
+    project = json.loads((tmp_path / "b.boris").read_text())  # plays the stored video file
+    assert list(project["observations"]) == ["obs1"]  # the observation kept in the store
+    assert project["observations"]["obs1"]["file"]["1"] == ["/data/videos/fly_01.mp4"]
+    back = read_labels(tmp_path / "b.boris", timestamps=TS)
+    assert sorted((iv.behavior, iv.start_frame, iv.end_frame) for iv in back.intervals) == \
+        sorted((iv.behavior, iv.start_frame, iv.end_frame) for iv in plain.intervals)
+    assert main(["labels", "export", "--store", str(store_path), "--video-id", "fly_01.mp4",
+                 "--format", "deepethogram", "--out", str(tmp_path / "all.csv")]) == 2
+    assert "3 subjects" in capsys.readouterr().err
 
 
 def test_import_to_plain_csv_and_show_file(tmp_path, capsys):
@@ -103,4 +114,5 @@ def test_multi_video_import_skips_videos_not_in_the_store(tmp_path, store_path, 
                  "--name", "curated"]) == 0
     captured = capsys.readouterr()
     assert "fly_01.mp4: 1 intervals" in captured.out
-    assert "skipped: fly_02" in captured.err
+    assert "skipped observation 'obs2' of video 'fly_02': not in the store" in captured.err
+    assert "imported 1 table(s) of 1 video(s), 1 intervals; skipped 1" in captured.out

@@ -16,10 +16,12 @@ from prism_science.labels import (
     LabelTable,
     Segment,
     detect_format,
+    read_label_tables,
     read_labels,
     to_frame_matrix,
     write_labels,
 )
+from prism_science.labels.formats import ReadReport
 
 
 def _write_rows(path, rows, delimiter=","):
@@ -152,8 +154,12 @@ def test_calms21_task1_json(tmp_path):
     assert t.intervals[0].start_s == pytest.approx(2 / 30)
     data["annotator-id_0"]["task1/train/mouse002_task1_annotator1"]["annotations"] = [3, 7]
     path.write_text(json.dumps(data))
+    report = ReadReport()  # the bad sequence is skipped and reported, the other one imports
+    assert list(read_label_tables(path, report=report)) == ["mouse001_task1_annotator1"]
+    assert report.skipped[0][0] == "sequence 'task1/train/mouse002_task1_annotator1'"
+    assert "frame 1: class id 7" in report.skipped[0][1]
     with pytest.raises(LabelError, match=r"mouse002.*frame 1: class id 7"):
-        read_labels(path)
+        read_labels(path, video_id="mouse002_task1_annotator1")
 
 
 # ----------------------------------------------------------------------------- KABR CSVs

@@ -72,7 +72,7 @@ def test_import_export_and_bad_label_file(make_napari_viewer, video, synth_clip,
     added = io.import_file(synth_clip.with_name("clip.labels.csv"))
     assert added > 0 and "animal0" in session.subjects()
     io.include["predictions"].setChecked(True)
-    boris = io.export(tmp_path / "out.boris.csv", "boris")
+    boris = io.export(tmp_path / "out.boris.csv", "boris-tabular")
     assert boris is not None and "START" in boris.read_text()
     nwb = io.export(tmp_path / "out.nwb", "nwb")
     assert nwb is not None and nwb.stat().st_size > 0

@@ -60,6 +60,9 @@ def test_label_train_predict_save_reopen(make_napari_viewer, qtbot, video, tmp_p
     qtbot.waitUntil(lambda: not probe.task.running, timeout=120_000)
     assert probe.task.last_error is None, probe.task.last_error
     assert probe.probe is not None and "validation" in probe.metrics.text()
+    # the widget shows each behavior's threshold, as `probe train` prints it
+    for name, figures in probe.result.metrics.items():
+        assert f"{name:<20} {figures['threshold']:>8.3f}" in probe.metrics.text()
     probe.predict_current()
     qtbot.waitUntil(lambda: not probe.task.running, timeout=60_000)
     track = session.predictions["probe"]
@@ -74,11 +77,13 @@ def test_label_train_predict_save_reopen(make_napari_viewer, qtbot, video, tmp_p
                                           behavior_names=["a", "b"])
     trained = probe.probe
     probe.load(save_probe(other, tmp_path / "other_probe"))
+    assert probe.name.text() == "other_probe"  # named after the folder, as the CLI does
     probe.predict_current()
     qtbot.waitUntil(lambda: not probe.task.running, timeout=60_000)
     assert isinstance(probe.task.last_error, ProbeError)
     assert list(session.predictions) == ["probe"]
     probe.probe, probe.probe_key = trained, f"{MODEL}/mean"
+    probe.name.setText("probe")
 
     # save, export, and reopen the video: labels and predictions are identical
     _, io = viewer.window.add_plugin_dock_widget("prism-science", "Save and export labels")
@@ -105,12 +110,20 @@ def test_label_train_predict_save_reopen(make_napari_viewer, qtbot, video, tmp_p
     qtbot.waitUntil(lambda: not probe.task.running, timeout=60_000)
     assert probe.task.last_error is None, probe.task.last_error
 
+    # the command line predicts over the GUI's predictions with the probe the widget saved
+    from prism_science.cli.main import main
+
+    folder = probe.save(tmp_path / "probe")
+    assert (folder / "validation.json").is_file()
+    assert main(["probe", "predict", "--probe", str(folder), "--store", str(store)]) == 0
+
     # open the store: the video comes with the predictions; edits autosave into the store
     viewer.layers.clear()
     viewer.open(str(store), plugin="prism-science")
     from_store = link(viewer).session
     assert from_store.store is not None and from_store.store[0] == store
-    np.testing.assert_array_equal(from_store.predictions["probe"].proba, proba)
+    np.testing.assert_allclose(from_store.predictions["probe"].proba, proba, atol=1e-6)
+    assert from_store.bouts("probe") == session.bouts("probe")
     from_store.set_range("walk", 3, 9)
     link(viewer).autosave()
     viewer.layers.clear()

@@ -65,6 +65,10 @@ def test_train_predict_evaluate(tmp_path, store_path, capsys):
     assert meta["behavior_names"] == BEHAVIORS
     assert meta["feature_provenance"]["feature_key"] == KEY
     assert meta["postprocess"] == {"min_bout": 2, "max_gap": 0}
+    validation = json.loads((probe_dir / "validation.json").read_text())
+    assert validation["validation"]["unit"] == "video"
+    assert [validation["per_behavior"][b]["threshold"] for b in BEHAVIORS] == meta["thresholds"]
+    assert "validation: 1 held-out video of 3" in capsys.readouterr().out
 
     rc = main(["probe", "predict", "--probe", str(probe_dir), "--store", str(store_path)])
     assert rc == 0, capsys.readouterr().err

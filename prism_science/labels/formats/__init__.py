@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,14 +29,21 @@ from prism_science.labels.formats import (
     plain_csv,
     simba,
 )
-from prism_science.labels.formats._common import ReadOptions
+from prism_science.labels.formats._common import (
+    ReadOptions,
+    ReadReport,
+    VideoTiming,
+    media_stem,
+    read_each,
+)
 from prism_science.labels.formats._matlab import load_mat
 from prism_science.labels.table import LabelTable
+from prism_science.store.feature_store import confined_path, safe_name
 
 logger = logging.getLogger(__name__)
 
 Reader = Callable[[Path, ReadOptions], dict[str, LabelTable]]
-Writer = Callable[[LabelTable, Path], None]
+Writer = Callable[..., None]  # (table, path, **options of the format)
 
 
 @dataclass(frozen=True)
@@ -54,15 +61,15 @@ class LabelFormat:
 FORMATS: dict[str, LabelFormat] = {f.name: f for f in (
     LabelFormat("csv", "plain interval CSV of prism-science (read + write)", (".csv",),
                 plain_csv.read, plain_csv.write, plain_csv.sniff),
-    LabelFormat("boris", "BORIS project (.boris JSON); writing gives the tabular CSV",
-                (".boris",), boris.read_project, boris.write_tabular, boris.sniff_project),
+    LabelFormat("boris", "BORIS project (.boris / .boris.gz JSON, read + write: BORIS opens it)",
+                (".boris",), boris.read_project, boris.write_project, boris.sniff_project),
     LabelFormat("boris-tabular", "BORIS tabular events export (CSV/TSV, START/STOP/POINT rows)",
                 (".csv", ".tsv"), boris.read_tabular, boris.write_tabular, boris.sniff_tabular),
     LabelFormat("boris-aggregated", "BORIS aggregated events export (Start (s) / Stop (s))",
                 (".csv", ".tsv"), boris.read_aggregated, None, boris.sniff_aggregated),
     LabelFormat("deepethogram", "DeepEthogram <video>_labels.csv (frames x behaviors, -1/0/1)",
                 (".csv",), deepethogram.read, deepethogram.write, deepethogram.sniff),
-    LabelFormat("calms21", "CalMS21 task-1 JSON (per-frame class ids per sequence)", (".json",),
+    LabelFormat("calms21", "CalMS21 task 1-3 JSON (per-frame class ids per sequence)", (".json",),
                 calms21.read, None, calms21.sniff),
     LabelFormat("flyvsfly", "Fly vs. Fly / FlyTracker -actions.mat (MATLAB v5 or v7.3)",
                 (".mat",), flyvsfly.read),
@@ -76,8 +83,8 @@ FORMATS: dict[str, LabelFormat] = {f.name: f for f in (
                 (".json",), chimpact.read, None, chimpact.sniff),
     LabelFormat("simba", "SimBA per-frame CSV (pose columns + 0/1 behavior columns)", (".csv",),
                 simba.read, None, simba.sniff),
-    LabelFormat("nwb", "NWB file with TimeIntervals (read + write)", (".nwb",), nwb.read,
-                nwb.write, nwb.sniff),
+    LabelFormat("nwb", "NWB: TimeIntervals, ndx-ethogram bouts, events (read + write)",
+                (".nwb",), nwb.read, nwb.write, nwb.sniff),
 )}
 
 # Order in which detectors are tried on text files (most specific first).
@@ -113,7 +120,7 @@ def detect_format(path: str | Path) -> str:
     suffix = path.suffix.lower()
     if suffix == ".nwb":
         return "nwb"
-    if suffix == ".boris":
+    if suffix == ".boris" or path.name.lower().endswith(".boris.gz"):
         return "boris"
     if suffix == ".mat":
         names = set(load_mat(path))
@@ -138,10 +145,29 @@ def read_label_tables(path: str | Path, format: str | None = None, *, fps: float
                       video_id: str | None = None,
                       behaviors: BehaviorSet | Sequence[str] | None = None,
                       annotator: str = "", validate: bool = True,
+                      report: ReadReport | None = None,
+                      timing: Callable[[str], VideoTiming | None] | None = None,
                       **format_options: Any) -> dict[str, LabelTable]:
-    """Read every video's labels in a file: ``{video_id: LabelTable}``.
+    """Read every observation's labels in a file: ``{key: LabelTable}``.
 
-    Parameters are those of :func:`read_labels`.
+    The key is the table's video id, or ``video_id/observation`` when the file holds several
+    observations of one video (one per coder or focal animal): they never overwrite each other.
+    An observation (or table) that cannot be read or fails validation is skipped and recorded
+    in ``report`` while the others are returned; when none can be read, the first error is
+    raised. Other parameters are those of :func:`read_labels`.
+
+    Parameters
+    ----------
+    report : ReadReport, optional
+        Filled with what was skipped and why, and what was kept only in part.
+    timing : callable, optional
+        ``timing(video_id) -> VideoTiming | None``: the fps, length and timestamps of a video
+        of the file (e.g. from a feature store); used per video by multi-video readers.
+
+    Raises
+    ------
+    LabelError
+        Unreadable file, every observation bad, or no labels at all in the file.
     """
     path = Path(path)
     if not path.is_file():
@@ -157,9 +183,11 @@ def read_label_tables(path: str | Path, format: str | None = None, *, fps: float
                          "expected one timestamp per frame.")
     bset = behaviors if isinstance(behaviors, BehaviorSet) or behaviors is None else \
         BehaviorSet(tuple(behaviors))
+    own_report = report is None
+    report = report if report is not None else ReadReport()
     options = ReadOptions(fps=fps, n_frames=n_frames if n_frames is not None else (
         len(ts) if ts is not None else None), timestamps=ts, video_id=video_id,
-        behaviors=bset, annotator=annotator)
+        behaviors=bset, annotator=annotator, timing=timing, report=report)
     try:
         inspect.signature(fmt.reader).bind(path, options, **format_options)
     except TypeError as exc:
@@ -167,24 +195,46 @@ def read_label_tables(path: str | Path, format: str | None = None, *, fps: float
                          f"{sorted(format_options)} ({exc}); see docs/labels.md.") from None
     tables = fmt.reader(path, options, **format_options)
     if video_id is not None and len(tables) > 1:
-        if video_id not in tables:
-            raise LabelError(f"{path}: holds videos {sorted(tables)}, not {video_id!r}; pass "
-                             "one of them as video_id.")
-        tables = {video_id: tables[video_id]}
+        names = {video_id, media_stem(video_id)}
+        chosen = {k: t for k, t in tables.items()
+                  if k == video_id or t.video_id in names or t.observation == video_id}
+        if not chosen:
+            videos = sorted({str(t.video_id) for t in tables.values()})
+            raise LabelError(f"{path}: holds videos {videos}, not {video_id!r}; pass one of "
+                             "them as video_id.")
+        tables = chosen
     if validate:
-        for table in tables.values():
-            table.validate(bset)
-    logger.info("read %s (%s): %d video(s), %d intervals", path, name, len(tables),
-                sum(len(t.intervals) for t in tables.values()))
+        items = [(_what(t, k), (lambda t=t: t.validate(bset))) for k, t in tables.items()]
+        kept = {id(t) for t in read_each(items, report)}
+        tables = {k: t for k, t in tables.items() if id(t) in kept}
+    if not tables or all(not t.intervals and not t.segments for t in tables.values()):
+        skipped = f" ({len(report.skipped)} skipped: {report.skipped[0][1]})" \
+            if report.skipped else ""
+        raise LabelError(f"{path}: holds no labels ({name} format: no observation with a bout "
+                         f"or a labeled frame){skipped}. Check that the file is the export you "
+                         "meant, or pass --format.")
+    if own_report:  # nobody else will say it
+        for what, why in report.skipped:
+            logger.warning("skipped %s: %s", what, why)
+        for note in report.notes:
+            logger.info("%s", note)
+    logger.info("read %s (%s): %d table(s) of %d video(s), %d intervals, %d skipped", path, name,
+                len(tables), len({t.video_id for t in tables.values()}),
+                sum(len(t.intervals) for t in tables.values()), len(report.skipped))
     return tables
+
+
+def _what(table: LabelTable, key: str) -> str:
+    return f"observation {table.observation!r} of video {table.video_id!r}" \
+        if table.observation else f"video {key!r}"
 
 
 def read_labels(path: str | Path, format: str | None = None, *, fps: float | None = None,
                 n_frames: int | None = None, timestamps: Sequence[float] | None = None,
                 video_id: str | None = None,
                 behaviors: BehaviorSet | Sequence[str] | None = None, annotator: str = "",
-                validate: bool = True, **format_options: Any
-                ) -> LabelTable | dict[str, LabelTable]:
+                validate: bool = True, report: ReadReport | None = None,
+                **format_options: Any) -> LabelTable | dict[str, LabelTable]:
     """Read a label file of any registered format.
 
     Parameters
@@ -207,6 +257,8 @@ def read_labels(path: str | Path, format: str | None = None, *, fps: float | Non
         Annotator for files that do not name one.
     validate : bool
         Run :meth:`LabelTable.validate` on every table (default).
+    report : ReadReport, optional
+        Filled with the observations skipped (and why) and what was kept only in part.
     **format_options
         Options of one format's reader: ``tracks=`` (kabr: CVAT detection-tracks XML whose
         boxes are attached), ``keyframes_only=`` (chimpact, default True).
@@ -214,24 +266,29 @@ def read_labels(path: str | Path, format: str | None = None, *, fps: float | Non
     Returns
     -------
     LabelTable or dict of str -> LabelTable
-        The table when the file holds one video, else ``{video_id: table}``.
+        The table when the file holds one table, else ``{key: table}`` (key: the video id, or
+        ``video_id/observation`` for several observations of one video).
     """
     tables = read_label_tables(path, format, fps=fps, n_frames=n_frames, timestamps=timestamps,
                                video_id=video_id, behaviors=behaviors, annotator=annotator,
-                               validate=validate, **format_options)
+                               validate=validate, report=report, **format_options)
     if len(tables) == 1:
         return next(iter(tables.values()))
     return tables
 
 
-def write_labels(table: LabelTable, path: str | Path, format: str | None = None) -> Path:
-    """Write one video's labels; ``format`` defaults from the extension (.nwb, .csv -> csv).
+def write_labels(table: LabelTable, path: str | Path, format: str | None = None,
+                 **format_options: Any) -> Path:
+    """Write one video's labels; ``format`` defaults from the extension.
 
-    Writable formats: ``csv``, ``boris`` (tabular CSV), ``deepethogram``, ``nwb``.
+    Writable formats: ``csv``, ``boris`` (.boris project BORIS opens), ``boris-tabular``
+    (tabular events CSV), ``deepethogram`` (one subject per file), ``nwb`` (TimeIntervals and
+    ndx-ethogram bouts). ``format_options`` go to the writer (``boris``: ``media_path=`` the
+    video file BORIS should play; ``nwb``: ``session_start=``, ``subject_id=``, ``species=``).
     """
     path = Path(path)
     if format is None:
-        format = {".nwb": "nwb", ".csv": "csv"}.get(path.suffix.lower())
+        format = {".nwb": "nwb", ".csv": "csv", ".boris": "boris"}.get(path.suffix.lower())
         if format is None:
             raise LabelError(f"{path}: cannot tell the output format from the extension; pass "
                              f"format= with one of {format_names(writable=True)}.")
@@ -239,7 +296,57 @@ def write_labels(table: LabelTable, path: str | Path, format: str | None = None)
     if fmt.writer is None:
         raise LabelError(f"format {format!r} cannot be written; writable formats: "
                          f"{format_names(writable=True)}.")
+    try:
+        inspect.signature(fmt.writer).bind(table, path, **format_options)
+    except TypeError as exc:
+        raise LabelError(f"format {format!r} does not take the option(s) "
+                         f"{sorted(format_options)} ({exc}); see docs/labels.md.") from None
     path.parent.mkdir(parents=True, exist_ok=True)
-    fmt.writer(table, path)
+    fmt.writer(table, path, **format_options)
     logger.info("wrote %d intervals to %s (%s)", len(table.intervals), path, format)
     return path
+
+
+def label_file_paths(names: Sequence[str] | Mapping[str, str], folder: str | Path,
+                     suffix: str = ".labels.csv") -> dict[str, Path]:
+    """One file per video or observation, every one inside ``folder``.
+
+    Names come from the label file itself (a BORIS observation id, a KABR video id, a media
+    path) and may hold ``../``, absolute paths or characters no file system takes: each is made
+    a plain name by :func:`prism_science.store.safe_name` and checked to lie in ``folder``
+    (:func:`prism_science.store.confined_path`). Two keys that give one name get ``-2``,
+    ``-3``... in the order given, so no file overwrites another.
+
+    Parameters
+    ----------
+    names : sequence of str, or mapping
+        The keys of :func:`read_label_tables`, or ``{key: wanted file name}``.
+    folder : str or Path
+        The output folder the user named.
+    suffix : str
+        Appended to each name.
+
+    Returns
+    -------
+    dict
+        ``{key: path}``.
+
+    Raises
+    ------
+    prism_science.errors.StoreError
+        A name that would still resolve outside ``folder`` (a symbolic link there).
+    """
+    wanted = dict(names) if isinstance(names, Mapping) else {key: key for key in names}
+    out: dict[str, Path] = {}
+    taken: set[str] = set()
+    for key, want in wanted.items():
+        name = base = safe_name(want)
+        n = 1
+        while name.lower() in taken:
+            n += 1
+            name = f"{base}-{n}"
+        taken.add(name.lower())
+        out[key] = confined_path(folder, name, suffix)
+        if name != want:
+            logger.info("labels of %r go to %s (a safe file name)", key, out[key].name)
+    return out

@@ -3,7 +3,9 @@
 One row per frame; a first index column, then ``background`` and one column per behavior, with
 1 present, 0 absent and -1 unlabeled (DeepEthogram's docs/file_structure.md). ``background``
 (no behavior) is implied by the other columns, so it is dropped on reading and rebuilt on writing
-(1 where the frame is labeled and no behavior is present). Behaviors are multi-label.
+(1 where the frame is labeled and no behavior is present). Behaviors are multi-label. The file
+has no subject column, so it holds one animal: writing a table of several subjects is refused
+(write each with ``table.select(subject=...)``, or ``labels export --subject``).
 """
 
 from __future__ import annotations
@@ -67,7 +69,20 @@ def read(path: Path, options: ReadOptions) -> dict[str, LabelTable]:
 
 
 def write(table: LabelTable, path: Path) -> None:
-    """Write ``table`` as a DeepEthogram label CSV (one row per frame, 0..last frame)."""
+    """Write ``table`` as a DeepEthogram label CSV (one row per frame, 0..last frame).
+
+    Raises
+    ------
+    LabelError
+        When the table holds several subjects (DeepEthogram labels one animal per file).
+    """
+    subjects = table.subjects()
+    if len(subjects) > 1:
+        named = ", ".join("(no subject)" if s is None else repr(s) for s in subjects[:8])
+        raise LabelError(
+            f"labels of video {table.video_id!r}: {len(subjects)} subjects ({named}); a "
+            "DeepEthogram label file holds one animal and merging them would lose who did "
+            "what. Export one subject per file: --subject NAME (table.select(subject=NAME)).")
     bset = table.behaviors()
     n = table.last_frame() + 1
     matrix = to_frame_matrix(table, bset, n_frames=n)

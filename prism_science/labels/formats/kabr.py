@@ -15,8 +15,11 @@
   ``<points>`` or ``<box>`` per frame (``outside="1"`` frames skipped) whose ``<attribute>`` text
   is the behavior (legacy names mapped by ``old2new.json``); boxes are kept on the intervals.
 
-Class names come from a ``classes.json`` next to the file when present, else KABR's eight.
-Behaviors are one per frame and subject (one exclusive group); rows present are labeled frames.
+Class names come from a ``classes.json`` next to the file when present, else KABR's eight; a
+CVAT XML's own vocabulary (the ``<values>`` of its behavior attribute in ``<meta>``) comes first
+when it declares one. Behaviors are one per frame and subject (one exclusive group); rows
+present are labeled frames. The mini-scenes and drone videos run at 29.97 fps, the default rate
+(a rate passed by the caller is checked against it and wins).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from prism_science.labels.table import (
     Interval,
     LabelTable,
     Segment,
+    check_fps,
     frames_to_seconds,
     merge_tables,
 )
@@ -147,6 +151,7 @@ def read_csv(path: Path, options: ReadOptions,
     ``tracks``: a CVAT detection-tracks XML whose per-frame boxes are attached to the
     behavior-model CSV's tracks.
     """
+    options = replace(options, fps=check_fps(KABR_FPS, options.fps, str(path)))
     header, rows = csv_rows(path, delimiter=" ")
     classes = _classes(path)
     names = [classes[i] for i in sorted(classes)]
@@ -193,8 +198,23 @@ def read_csv(path: Path, options: ReadOptions,
     return tables
 
 
+def _cvat_vocabulary(root: ET.Element, attribute_names: set[str | None]) -> list[str]:
+    """The values of the behavior attribute(s) declared in a CVAT XML's ``<meta>`` (in order,
+    legacy names mapped by ``old2new.json``); empty when the file declares none."""
+    names: list[str] = []
+    for attribute in root.iterfind("meta//labels/label/attributes/attribute"):
+        if attribute.findtext("name") not in attribute_names:
+            continue
+        for value in (attribute.findtext("values") or "").splitlines():
+            value = OLD2NEW.get(value.strip(), value.strip())
+            if value and value not in names:
+                names.append(value)
+    return names
+
+
 def read_xml(path: Path, options: ReadOptions) -> dict[str, LabelTable]:
     """A KABR mini-scene CVAT XML as ``{video_id: LabelTable}`` (one mini-scene)."""
+    options = replace(options, fps=check_fps(KABR_FPS, options.fps, str(path)))
     try:
         root = ET.parse(path).getroot()
     except ET.ParseError as exc:
@@ -236,9 +256,15 @@ def read_xml(path: Path, options: ReadOptions) -> dict[str, LabelTable]:
             "behavior <attribute>; this looks like a KABR detection-tracks file. Import the "
             "mini-scene behavior annotations (actions/<track>.xml), or the behavior CSV with "
             "tracks=<this file> (--tracks) to attach its boxes.")
-    names = list(KABR_CLASSES)
+    attribute_names = {a.get("name") for track in tracks for elem in track
+                       for a in elem.findall("attribute")}
+    names = _cvat_vocabulary(root, attribute_names) or list(KABR_CLASSES)
     found = [b for rows in per_subject.values() for _, b, _ in rows]
-    names += [b for b in dict.fromkeys(found) if b not in names]
+    extra = [b for b in dict.fromkeys(found) if b not in names]
+    if extra and len(names) != len(KABR_CLASSES):
+        logger.warning("%s: behaviors %s are not in the file's own vocabulary %s; kept as "
+                       "extra behaviors", path, extra, names)
+    names += extra
     intervals, segments = [], []
     for subject, rows in per_subject.items():
         start = prev = None

@@ -2,8 +2,9 @@
 
 Columns ``behavior,subject,start_frame,end_frame,start_s,end_s,annotator,source,confidence``
 (``end_frame`` inclusive; empty ``subject``/``confidence`` allowed), plus ``x0,y0,x1,y1`` when
-intervals carry boxes. The CSV has no column for labeled ranges: on reading, the whole video
-(``n_frames`` when given, else up to the last bout) counts as labeled.
+intervals carry boxes and ``modifiers`` when bouts carry modifiers. The CSV has no column for
+labeled ranges: on reading, the whole video (``n_frames`` when given, else up to the last bout)
+counts as labeled.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def read(path: Path, options: ReadOptions) -> dict[str, LabelTable]:
             end_s=math.nan if end_s is None else end_s,
             subject=row.get("subject") or None,
             annotator=row.get("annotator") or options.annotator,
-            source=source, confidence=conf, box=box,
+            source=source, confidence=conf, box=box, modifiers=row.get("modifiers") or "",
             origin=f"{path}, line {line}",
         ))
     video_id = options.video_id or video_id_from_path(path)
@@ -88,6 +89,7 @@ def _fmt(value: float | None, digits: int = 6) -> str:
 def write(table: LabelTable, path: Path) -> None:
     """Write ``table`` as a plain interval CSV (rows ordered by start frame)."""
     has_box = any(iv.box is not None for iv in table.intervals)
+    has_modifiers = any(iv.modifiers for iv in table.intervals)
     labeled = table.last_frame()
     if table.segments and not (len(table.segments) == 1 and table.segments[0].start_frame == 0
                                and table.segments[0].end_frame == labeled):
@@ -96,11 +98,14 @@ def write(table: LabelTable, path: Path) -> None:
                        "or export to NWB to keep it.", path, len(table.segments))
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        writer.writerow(COLUMNS + (BOX_COLUMNS if has_box else []))
+        writer.writerow(COLUMNS + (BOX_COLUMNS if has_box else [])
+                        + (["modifiers"] if has_modifiers else []))
         for iv in table.sorted().intervals:
             row = [iv.behavior, iv.subject or "", iv.start_frame, iv.end_frame,
                    _fmt(iv.start_s), _fmt(iv.end_s), iv.annotator, iv.source,
                    _fmt(iv.confidence, 4) if iv.confidence is not None else ""]
             if has_box:
                 row += [_fmt(v, 2) for v in iv.box] if iv.box is not None else [""] * 4
+            if has_modifiers:
+                row.append(iv.modifiers)
             writer.writerow(row)
