@@ -23,7 +23,6 @@ generator that yields ``(done, total, message)`` and returns the results, for GU
 from __future__ import annotations
 
 import datetime
-import json
 import logging
 import os
 import threading
@@ -47,7 +46,7 @@ from prism_science.models.weights import (
     list_models,
     read_config,
 )
-from prism_science.store import open_store, video_id_from_path
+from prism_science.store import is_store, open_store, video_id_from_path
 from prism_science.video import content_hash, open_video
 
 __all__ = [
@@ -480,27 +479,6 @@ def format_time(seconds: float) -> str:
 
 
 # ---------------------------------------------------------------------- sources
-def _is_store(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` is a prism-science feature store (a Zarr folder or an HDF5 file)."""
-    path = Path(path)
-    if path.is_dir():
-        meta = path / "zarr.json"
-        try:
-            return meta.is_file() and "prism_science" in json.loads(meta.read_text()).get(
-                "attributes", {})
-        except (OSError, ValueError):
-            return False
-    if path.is_file() and path.suffix.lower() in (".h5", ".hdf5", ".he5"):
-        import h5py
-
-        try:
-            with h5py.File(path, "r") as handle:
-                return "prism_science" in handle.attrs
-        except OSError:
-            return False
-    return False
-
-
 @dataclass
 class _Source:
     """What a search reads: a video file, or a video of a store (whose file may be missing)."""
@@ -517,7 +495,7 @@ class _Source:
 
 def _resolve(source: str | os.PathLike[str], video_id: str | None) -> _Source:
     path = Path(source)
-    if _is_store(path):
+    if is_store(path):
         return _resolve_store(path, video_id)
     if not path.exists():
         raise SearchError(f"{path}: no such video or feature store; give a video file, a "

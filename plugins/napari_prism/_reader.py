@@ -7,15 +7,14 @@ the GUI saved, or the ``labels/manual`` / ``labels/curated`` sets, and the predi
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from prism_science.errors import PrismError, StoreError
 from prism_science.session import LabelingSession
+from prism_science.store import is_store
 
 from ._context import (
     SESSION_KEY,
@@ -32,27 +31,6 @@ __all__ = ["get_reader", "is_store", "read_store", "read_video"]
 logger = logging.getLogger(__name__)
 
 LayerData = tuple[Any, dict[str, Any], str]
-
-
-def is_store(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` is a prism-science feature store (Zarr folder or HDF5 file)."""
-    path = Path(path)
-    if path.is_dir():
-        meta = path / "zarr.json"
-        try:
-            return meta.is_file() and "prism_science" in json.loads(meta.read_text()).get(
-                "attributes", {})
-        except (OSError, ValueError):
-            return False
-    if path.is_file() and path.suffix.lower() in (".h5", ".hdf5", ".he5"):
-        import h5py
-
-        try:
-            with h5py.File(path, "r") as handle:
-                return "prism_science" in handle.attrs
-        except OSError:
-            return False
-    return False
 
 
 def get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]] | None:
