@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from prism_science.extraction.windows import PADDING_MODES, TOKEN_MODES, WINDOW_MODES
@@ -14,10 +15,13 @@ examples:
   prism-science extract a.mp4 b.mp4 --out features.h5 --tokens grid --grid 2
   prism-science extract videos/ --out features.zarr --cluster local:4
   prism-science extract videos/ --out /shared/features.zarr --cluster slurm --slurm-jobs 8
+  prism-science extract videos/ --out /shared/features.zarr --shard auto   # in sbatch --array
 
 Rerunning the same command resumes: complete videos are skipped, unfinished ones continue from
-their last written chunk. Exit code 0: all videos done; 1: some videos failed (listed at the
-end); 2: nothing was run (bad model, store or options).
+their last written chunk, and videos whose chunks are all written are marked complete. Exit
+code 0: all videos done (a shard: its share done); 1: some videos failed or were left
+incomplete (listed at the end); 2: nothing was run (bad model, store or options); 130: stopped
+by Ctrl-C (the summary says what was kept).
 """
 
 
@@ -35,6 +39,16 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, found {text!r}") from exc
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, found {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected seconds, found {text!r}") from exc
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, found {text!r}")
     return value
 
 
@@ -89,7 +103,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--workers-per-gpu", type=_positive, default=1,
                    help="worker processes sharing one GPU")
     c.add_argument("--task-frames", type=_positive, default=4096,
-                   help="longer videos are split into tasks of about this many frames")
+                   help="longer videos are split into tasks (and shard units) of about this "
+                   "many frames")
+    c.add_argument("--worker-timeout", type=_seconds, default=None, metavar="SECONDS",
+                   help="stop when no Dask worker has joined (or all are gone) for this long; "
+                   "0 waits forever (default 60, slurm 3600)")
+    c.add_argument("--shard", default=None, metavar="i/N|auto",
+                   help="run shard i of N (0-based) of the work in this process, with no "
+                   "coordinator; auto: this task of a Slurm job array ($SLURM_ARRAY_TASK_ID of "
+                   "$SLURM_ARRAY_TASK_COUNT). Not with --cluster")
     c.add_argument("--slurm-jobs", type=_positive, default=None,
                    help="SLURM jobs to start (env PRISM_SLURM_JOBS, default 1)")
     for name, help_text in (
@@ -121,16 +143,23 @@ def run(args: argparse.Namespace) -> int:
         )
         cluster_options = {
             "workers_per_gpu": args.workers_per_gpu,
-            "task_frames": args.task_frames,
+            "worker_timeout": args.worker_timeout,
             "slurm": {k: getattr(args, f"slurm_{k}") for k in
                       ("jobs", "queue", "account", "walltime", "memory", "cores", "gpus")},
         }
+        if args.shard is None and os.environ.get("SLURM_ARRAY_TASK_ID"):
+            logging.getLogger(__name__).info(
+                "in a Slurm job array but without --shard: this task extracts every video "
+                "given; add --shard auto to share the work among the array's tasks")
         report = run_extraction(
             args.paths, args.out, options, glob=args.glob, recursive=args.recursive,
             cluster=args.cluster, cluster_options=cluster_options if args.cluster else None,
+            shard=args.shard, task_frames=args.task_frames,
         )
     except PrismError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(report.summary())
+    if report.user_interrupt:
+        return 130
     return 0 if report.ok else 1

@@ -4,10 +4,14 @@ The coordinator (the process running ``prism-science extract --cluster ...``) re
 video and creates its feature arrays first; then each task -- one video, or for a long video a
 frame range made of whole chunks -- runs on a worker that writes only its own chunks and their
 done markers. Two tasks never share a chunk, and each marker is a separate Zarr chunk, so
-workers never write the same file. When every task of a video has succeeded, the coordinator
-checks the markers and writes the completion mark. A worker that dies is replaced and its task
-rerun by Dask (the rerun rewrites the same chunks with the same values). HDF5 stores cannot be
-used: they take one writer at a time.
+workers never write the same file. Paths are resolved before they are sent: the store and the
+videos must be on a filesystem every worker sees at the same path (a worker that cannot see
+them says so). Completion is not decided here: the coordinator reads the markers afterwards
+(:func:`prism_science.extraction.jobs.settle_videos`). A worker that dies is replaced and its
+task rerun by Dask (the rerun rewrites the same chunks with the same values); results are
+released as they arrive, so a finished task is never recomputed. Losing the scheduler, Ctrl-C,
+or no worker for ``worker_timeout`` seconds end the run with a message in the report. HDF5
+stores cannot be used: they take one writer at a time.
 
 GPU workers declare the resource ``{"GPU": 1}`` and tasks ask for it, so one task runs per GPU
 slot; ``--workers-per-gpu K`` starts K worker processes per GPU. Needs the ``[cluster]`` extra
@@ -16,15 +20,20 @@ slot; ``--workers-per-gpu K`` starts K worker processes per GPU. Needs the ``[cl
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import dataclasses
 import logging
 import os
 import re
+import socket
+import time
 import uuid
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prism_science.errors import ClusterError, PrismError
+from prism_science.errors import ClusterError, PrismError, StoreError
 
 if TYPE_CHECKING:
     from prism_science.extraction import ExtractOptions, ExtractReport, VideoJob
@@ -32,6 +41,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ClusterError",
+    "check_cluster_spec",
+    "default_worker_timeout",
     "extract_task",
     "make_client",
     "plan_tasks",
@@ -103,6 +114,29 @@ def slurm_cluster_kwargs(
         kwargs["job_extra_directives"] = [f"--gres=gpu:{gpus}"]
         kwargs["worker_extra_args"] = ["--resources", "GPU=1"]
     return kwargs, jobs
+
+
+def check_cluster_spec(spec: str) -> str:
+    """``spec`` when it is ``local:N`` (N >= 1), ``tcp://HOST:PORT`` or ``slurm``.
+
+    Raises
+    ------
+    ClusterError
+        Any other text (checked before the run prepares anything).
+    """
+    if spec.startswith("local:"):
+        count = spec.split(":", 1)[1]
+        if not count.isdigit() or int(count) < 1:
+            raise ClusterError(f"--cluster {spec!r}: expected local:N with N >= 1 workers")
+        return spec
+    if spec.startswith("tcp://") or spec == "slurm":
+        return spec
+    raise ClusterError(f"--cluster {spec!r}: expected local:N, tcp://HOST:PORT or slurm")
+
+
+def default_worker_timeout(spec: str) -> float:
+    """Seconds to wait for a first worker: 60, or 3600 for ``slurm`` (jobs queue first)."""
+    return 3600.0 if spec == "slurm" else 60.0
 
 
 def make_client(
@@ -221,6 +255,22 @@ def _worker_device(requested: str, workers_per_gpu: int) -> str:
     return f"cuda:{index}"
 
 
+def _check_visible(path: str, what: str, probe: Path) -> None:
+    if probe.exists():
+        return
+    try:
+        from distributed import get_worker
+
+        name = f"worker {get_worker().name} on {socket.gethostname()}"
+    except (ImportError, ValueError):
+        name = f"this process on {socket.gethostname()}"
+    raise StoreError(
+        f"{name} cannot see the {what} {path}: the store and the videos must be on a "
+        "filesystem shared by all workers, at the same path on every machine (e.g. /shared/...,"
+        " not a local disk); move them there, or start workers only where that path exists"
+    )
+
+
 def extract_task(
     store_path: str, video_id: str, source_path: str, key: str, model: str,
     params: dict[str, Any], ranges: list[tuple[int, int]], batch_size: int = 8,
@@ -242,6 +292,8 @@ def extract_task(
     from prism_science.extraction.windows import WindowParams
     from prism_science.store import open_store
 
+    _check_visible(store_path, "store", Path(store_path) / "zarr.json")
+    _check_visible(source_path, "video", Path(source_path))
     if torch_threads:
         torch.set_num_threads(torch_threads)
     window = WindowParams(**params)
@@ -269,12 +321,16 @@ def run_distributed(
     report: ExtractReport,
     cluster: str,
     *,
+    wrote: set[str] | None = None,
+    errors: dict[str, str] | None = None,
     workers_per_gpu: int = 1,
     task_frames: int = 4096,
     slurm: Mapping[str, Any] | None = None,
+    worker_timeout: float | None = None,
     task_function: Callable[..., int] | None = None,
+    poll_seconds: float = 1.0,
 ) -> None:
-    """Run prepared jobs on a Dask cluster and mark finished videos complete.
+    """Run prepared jobs on a Dask cluster; completion is then read from the store.
 
     Parameters
     ----------
@@ -287,75 +343,186 @@ def run_distributed(
     options : ExtractOptions
         Model, window parameters, batch size, device.
     report : ExtractReport
-        Updated in place: extracted ids, failures, frames.
+        Updated in place: ``frames``, and ``interrupted`` (``user_interrupt`` for Ctrl-C) when
+        the run stops early: scheduler lost, unreachable, or no worker for ``worker_timeout``.
     cluster : str
         See :func:`make_client`.
+    wrote, errors : set and dict, optional
+        Filled in place: ids a task wrote frames of, and ``video_id -> reason`` of failed tasks
+        (for :func:`prism_science.extraction.jobs.settle_videos`).
     workers_per_gpu, task_frames, slurm
         See :func:`make_client` and :func:`plan_tasks`.
+    worker_timeout : float, optional
+        Seconds without any worker (at the start, or mid-run once all are gone) before the run
+        stops; default :func:`default_worker_timeout`; 0 waits forever.
     task_function : callable, optional
         Replaces :func:`extract_task` (same signature), e.g. to instrument workers.
+    poll_seconds : float
+        How often the coordinator checks on the cluster while no task finishes.
     """
-    if not jobs:
+    wrote = set() if wrote is None else wrote
+    errors = {} if errors is None else errors
+    tasks = [(job, ranges) for job in jobs for ranges in plan_tasks(job, task_frames)]
+    if not tasks:
         return
     from tqdm.auto import tqdm
 
     distributed = _import_distributed()
     task_function = task_function or extract_task
-    client, started, gpu = make_client(cluster, workers_per_gpu=workers_per_gpu, slurm=slurm)
-    n_workers = len(client.scheduler_info().get("workers", {})) or 1
-    threads = max(1, (os.cpu_count() or 1) // n_workers) if cluster.startswith("local:") \
-        else None
-    params = dataclasses.asdict(options.params)
-    run_tag = uuid.uuid4().hex[:8]
-    futures: dict[Any, tuple[VideoJob, int]] = {}
+    timeout = default_worker_timeout(cluster) if worker_timeout is None else worker_timeout
     try:
-        for job in jobs:
-            for ranges in plan_tasks(job, task_frames):
-                frames = sum(b - a for a, b in ranges)
-                future = client.submit(
-                    task_function, str(store.path), job.source.video_id, str(job.source.path),
-                    key, options.model, params, ranges, batch_size=options.batch_size,
-                    device=options.device, workers_per_gpu=workers_per_gpu,
-                    torch_threads=threads, pure=False,
-                    key=f"extract-{job.source.video_id}-{ranges[0][0]}-{run_tag}",
-                    resources={"GPU": 1} if gpu else None,
-                )
-                futures[future] = (job, frames)
-        pending = {job.source.video_id: 0 for job in jobs}
-        for job, _ in futures.values():
-            pending[job.source.video_id] += 1
-        errors: dict[str, str] = {}
-        bar = tqdm(total=sum(f for _, f in futures.values()), desc=f"all videos ({cluster})",
+        client, started, gpu = make_client(cluster, workers_per_gpu=workers_per_gpu,
+                                           slurm=slurm)
+    except ClusterError as exc:
+        report.interrupted = str(exc)
+        logger.error("%s", exc)
+        return
+    address = getattr(client.scheduler, "address", None) or cluster
+    lost = False
+    remaining: dict[Any, tuple[VideoJob, int]] = {}
+    try:
+        _wait_for_workers(client, address, timeout)
+        n_workers = len(client.scheduler_info().get("workers", {})) or 1
+        threads = max(1, (os.cpu_count() or 1) // n_workers) if cluster.startswith("local:") \
+            else None
+        params = dataclasses.asdict(options.params)
+        run_tag = uuid.uuid4().hex[:8]
+        # Paths leave the coordinator absolute: workers may run in any directory.
+        store_path = str(Path(store.path).resolve())
+        for job, ranges in tasks:
+            future = client.submit(
+                task_function, store_path, job.source.video_id, str(job.source.path.resolve()),
+                key, options.model, params, ranges, batch_size=options.batch_size,
+                device=options.device, workers_per_gpu=workers_per_gpu,
+                torch_threads=threads, pure=False,
+                key=f"extract-{job.source.video_id}-{ranges[0][0]}-{run_tag}",
+                resources={"GPU": 1} if gpu else None,
+            )
+            remaining[future] = (job, sum(b - a for a, b in ranges))
+        bar = tqdm(total=sum(f for _, f in remaining.values()), desc=f"all videos ({cluster})",
                    unit="frame", disable=not options.progress)
-        for future in distributed.as_completed(list(futures)):
-            job, frames = futures[future]
-            vid = job.source.video_id
-            exc = future.exception()
-            if exc is not None:
-                errors.setdefault(vid, f"{type(exc).__name__}: {exc}")
-            else:
-                report.frames += int(future.result())
-            bar.update(frames)
-            pending[vid] -= 1
-            if pending[vid] == 0:
-                _finish(store, job, key, errors.get(vid), report)
-        bar.close()
-    finally:
-        client.close()
-        if started is not None:
-            started.close()
-
-
-def _finish(store: FeatureStore, job: VideoJob, key: str, error: str | None,
-            report: ExtractReport) -> None:
-    vid = job.source.video_id
-    if error is None:
         try:
-            store.mark_complete(vid, key)
-        except PrismError as exc:
-            error = str(exc)
-    if error is None:
-        report.extracted.append(vid)
-    else:
-        report.failed.append((str(job.source.path), error))
-        logger.error("%s: %s", job.source.path, error)
+            _collect(distributed, client, remaining, report, wrote, errors, bar, address,
+                     timeout, poll_seconds)
+        finally:
+            bar.close()
+    except KeyboardInterrupt:
+        report.interrupted, report.user_interrupt = (
+            "interrupted (Ctrl-C); the chunks written so far are kept", True)
+        logger.warning("%s", report.interrupted)
+        with contextlib.suppress(Exception):
+            client.cancel(list(remaining), force=True)
+    except _Stop as stop:
+        report.interrupted, lost = str(stop), stop.lost
+        logger.error("%s", stop)
+    except _LOST as exc:  # while submitting: the scheduler went away
+        report.interrupted, lost = str(_lost(address, exc)), True
+        logger.error("%s", report.interrupted)
+    finally:
+        _close(client, started, quiet=lost)
+
+
+class _Stop(Exception):  # noqa: N818 - internal signal, turned into report.interrupted
+    def __init__(self, message: str, lost: bool = False) -> None:
+        super().__init__(message)
+        self.lost = lost
+
+
+def _wait_for_workers(client: Any, address: str, timeout: float) -> None:
+    if client.scheduler_info().get("workers"):
+        return
+    logger.info("waiting for a Dask worker to join %s (up to %s)", address,
+                f"{timeout:.0f} s" if timeout else "forever")
+    try:
+        client.wait_for_workers(1, timeout=timeout or None)
+    except TimeoutError as exc:
+        raise _Stop(
+            f"no Dask worker joined the scheduler {address} within {timeout:.0f} s; start "
+            f"workers with `dask worker {address}` on machines that see the store at the same "
+            "path (with Slurm: check the jobs with squeue), or wait longer with "
+            "--worker-timeout SECONDS; nothing was computed"
+        ) from exc
+
+
+_LOST = (OSError, concurrent.futures.CancelledError)
+"""What the client raises once the scheduler is gone (CommClosedError is an OSError)."""
+
+
+def _lost(address: str, exc: BaseException) -> _Stop:
+    return _Stop(
+        f"lost the Dask scheduler {address} ({type(exc).__name__}: {exc}); the chunks written "
+        "so far are kept: start the scheduler and workers again and rerun the same command to "
+        "finish", lost=True)
+
+
+def _collect(distributed: Any, client: Any, remaining: dict[Any, tuple[VideoJob, int]],
+             report: ExtractReport, wrote: set[str], errors: dict[str, str], bar: Any,
+             address: str, timeout: float, poll_seconds: float) -> None:
+    """Take results as tasks finish, releasing each at once (never recomputed later)."""
+    no_workers_since: float | None = None
+
+    def lost(exc: BaseException) -> _Stop:
+        return _lost(address, exc)
+
+    while remaining:
+        try:
+            done, _ = distributed.wait(list(remaining), timeout=poll_seconds,
+                                       return_when="FIRST_COMPLETED")
+        except TimeoutError:
+            done = set()
+        except _LOST as exc:
+            raise lost(exc) from exc
+        if not done:
+            try:
+                workers = len(client.nthreads())
+            except _LOST as exc:
+                raise lost(exc) from exc
+            if workers:
+                no_workers_since = None
+            elif no_workers_since is None:
+                no_workers_since = time.monotonic()
+            elif timeout and time.monotonic() - no_workers_since > timeout:
+                raise _Stop(
+                    f"no Dask worker connected to {address} for {timeout:.0f} s (all workers "
+                    "gone: killed, or Slurm jobs that reached their walltime); the chunks "
+                    "written so far are kept: start workers and rerun the same command, or "
+                    "wait longer with --worker-timeout SECONDS")
+            continue
+        for future in done:
+            job, frames = remaining.pop(future)
+            vid = job.source.video_id
+            try:
+                if future.status == "cancelled":
+                    raise concurrent.futures.CancelledError(f"task {future.key} cancelled")
+                if future.status == "error":
+                    exc = future.exception(timeout=60)
+                    errors.setdefault(vid, f"{type(exc).__name__}: {exc}")
+                    logger.error("%s: %s", job.source.path, errors[vid])
+                else:
+                    written = int(future.result(timeout=60))
+                    report.frames += written
+                    if written:
+                        wrote.add(vid)
+            except _LOST as exc:
+                raise lost(exc) from exc
+            finally:
+                future.release()
+            bar.update(frames)
+
+
+def _close(client: Any, started: Any, quiet: bool) -> None:
+    """Close the client (and the cluster this run started); after a lost scheduler, quietly."""
+    loggers = [logging.getLogger(n) for n in ("distributed", "tornado", "asyncio")]
+    levels = [lg.level for lg in loggers]
+    if quiet:  # the client's reconnection attempts log tracebacks that say nothing more
+        for lg in loggers:
+            lg.setLevel(logging.CRITICAL)
+    try:
+        with contextlib.suppress(Exception):
+            client.close(timeout=10)
+        if started is not None:
+            with contextlib.suppress(Exception):
+                started.close()
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)

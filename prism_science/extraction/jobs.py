@@ -7,22 +7,28 @@ mark comes last. A rerun skips complete videos with the same model and parameter
 only the missing chunks of incomplete ones; a store holding the same feature key with other
 parameters is refused (``overwrite`` replaces). A video that cannot be decoded is reported with
 the reason and does not stop the others. With ``cluster`` the work runs on Dask
-(:mod:`prism_science.extraction.cluster`). See docs/extraction.md.
+(:mod:`prism_science.extraction.cluster`); with a :class:`Shard` a process takes its share of
+the work with no coordinator (``sbatch --array``). Whatever ran, :func:`settle_videos` decides
+from the store which videos are complete. See docs/extraction.md.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import logging
 import os
-from collections.abc import Callable, Iterable, Sequence
+import socket
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from prism_science.errors import StoreError, VideoError
+from prism_science.errors import ClusterError, PrismError, StoreError, VideoError
 from prism_science.extraction.features import (
     iter_video_features,
 )
@@ -40,15 +46,23 @@ __all__ = [
     "ExtractOptions",
     "ExtractReport",
     "FeatureWriter",
+    "Shard",
     "VideoJob",
+    "VideoProbe",
     "VideoSource",
+    "assign_shards",
     "check_store_compatible",
     "extract_ranges",
     "find_videos",
     "prepare_video",
+    "probe_video",
+    "settle_videos",
+    "store_lock",
+    "task_units",
 ]
 
 logger = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class VideoSource:
@@ -77,31 +91,66 @@ class ExtractOptions:
 
 @dataclass
 class ExtractReport:
-    """What a run did: ids extracted and skipped, and ``(path, reason)`` of each failure."""
+    """What a run did with every input video.
+
+    Attributes
+    ----------
+    extracted : list of str
+        Ids this run wrote frames of and that are now complete.
+    skipped : list of str
+        Ids already complete before the run (same model and parameters).
+    completed : list of str
+        Ids whose chunks were all written before (by a run that died before marking them, or
+        by other shards) and that this run marked complete.
+    failed : list of (str, str)
+        ``(path, reason)`` of videos that could not be extracted.
+    incomplete : list of (str, str)
+        ``(video_id, why)`` of videos this run should have finished but did not (the run was
+        interrupted or lost its cluster); a rerun finishes them.
+    waiting : list of (str, str)
+        ``(video_id, why)`` of videos whose chunks of other shards are not written yet.
+    interrupted : str or None
+        Why the run stopped early (Ctrl-C, scheduler lost, no workers), else None.
+    user_interrupt : bool
+        The run was stopped by Ctrl-C (the command then exits with 130).
+    """
 
     store_path: str
     key: str = ""
     extracted: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    completed: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    incomplete: list[tuple[str, str]] = field(default_factory=list)
+    waiting: list[tuple[str, str]] = field(default_factory=list)
+    interrupted: str | None = None
+    user_interrupt: bool = False
+    shard: str | None = None
     frames: int = 0
     seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
-        """True when no video failed."""
-        return not self.failed
+        """True when no video failed, none of this run's work is left and nothing stopped it."""
+        return not self.failed and not self.incomplete and self.interrupted is None
 
     def summary(self) -> str:
-        """A few human-readable lines."""
+        """A few human-readable lines: one count per outcome, then one line per problem."""
         rate = self.frames / self.seconds if self.seconds > 0 else 0.0
+        shard = f" shard {self.shard}" if self.shard else ""
+        waiting = f", {len(self.waiting)} waiting for other shards" if self.shard else ""
         lines = [
-            f"{self.store_path} [{self.key}]: {len(self.extracted)} extracted, "
-            f"{len(self.skipped)} already complete, {len(self.failed)} failed; "
+            f"{self.store_path} [{self.key}]{shard}: {len(self.extracted)} extracted, "
+            f"{len(self.skipped)} already complete, {len(self.completed)} marked complete now, "
+            f"{len(self.failed)} failed, {len(self.incomplete)} incomplete{waiting}; "
             f"{self.frames} frames in {self.seconds:.1f} s ({rate:.1f} frames/s)"
         ]
+        if self.interrupted:
+            lines.append(f"STOPPED: {self.interrupted}")
         lines += [f"FAILED {reason if reason.startswith(path) else f'{path}: {reason}'}"
                   for path, reason in self.failed]
+        lines += [f"INCOMPLETE {vid}: {why}" for vid, why in self.incomplete]
+        lines += [f"WAITING {vid}: {why}" for vid, why in self.waiting]
         return "\n".join(lines)
 
 
@@ -298,11 +347,52 @@ def check_store_compatible(
                        "(e.g. %s)", store.path, len(outside), key, outside[0])
 
 
+@dataclass(frozen=True, eq=False)
+class VideoProbe:
+    """What :func:`prepare_video` needs to know of a video file, read without the store."""
+
+    n_frames: int
+    timestamps: np.ndarray
+    fps: float
+    width: int
+    height: int
+    content_hash: str
+    size_bytes: int
+
+
+def probe_video(source: VideoSource) -> VideoProbe:
+    """Open a video, read its frame count and timestamps, and fingerprint its content.
+
+    Raises
+    ------
+    VideoError
+        The video cannot be opened or has no frames.
+    """
+    with open_video(source.path) as reader:
+        info = reader.info
+    if info.n_frames < 1:
+        raise VideoError(f"{source.path}: has zero frames; nothing to extract")
+    size = source.path.stat().st_size if source.path.is_file() else sum(
+        p.stat().st_size for p in source.path.iterdir() if p.is_file())
+    return VideoProbe(n_frames=info.n_frames, timestamps=np.asarray(info.timestamps),
+                      fps=info.fps, width=info.width, height=info.height,
+                      content_hash=content_hash(source.path), size_bytes=size)
+
+
 def prepare_video(
     store: FeatureStore, source: VideoSource, key: str, feature_shape: tuple[int, ...],
     provenance: dict[str, Any], overwrite: bool = False, chunk_frames: int | None = None,
+    probe: VideoProbe | None = None,
 ) -> VideoJob | None:
     """Record a video and its feature set in the store; None when it is already complete.
+
+    Idempotent: a record and feature set that already match are left untouched (nothing is
+    written), so concurrent shards preparing the same videos write the metadata once.
+
+    Parameters
+    ----------
+    probe : VideoProbe, optional
+        From :func:`probe_video` (read here when not given).
 
     Raises
     ------
@@ -311,26 +401,23 @@ def prepare_video(
     StoreError
         The store records other content under this id (without ``overwrite``).
     """
-    with open_video(source.path) as reader:
-        info = reader.info
-    if info.n_frames < 1:
-        raise VideoError(f"{source.path}: has zero frames; nothing to extract")
-    digest = content_hash(source.path)
-    if not overwrite and store.feature_status(source.video_id, key) == "complete":
-        stored = store.video_info(source.video_id)
-        if stored.content_hash == digest and stored.n_frames == info.n_frames:
-            return None
-    size = source.path.stat().st_size if source.path.is_file() else sum(
-        p.stat().st_size for p in source.path.iterdir() if p.is_file())
-    store.put_video(
-        source.video_id, source_path=str(source.path.resolve()),
-        relative_path=source.relative_path, size_bytes=size,
-        content_hash=digest, timestamps=info.timestamps, fps=info.fps,
-        width=info.width, height=info.height, overwrite=overwrite,
-    )
+    probe = probe_video(source) if probe is None else probe
+    stored = store.video_info(source.video_id) if store.has_video(source.video_id) else None
+    same = (stored is not None and stored.content_hash == probe.content_hash
+            and stored.n_frames == probe.n_frames)
+    if not overwrite and same and store.feature_status(source.video_id, key) == "complete":
+        return None
+    source_path = str(source.path.resolve())
+    if overwrite or not same or stored.source_path != source_path:
+        store.put_video(
+            source.video_id, source_path=source_path,
+            relative_path=source.relative_path, size_bytes=probe.size_bytes,
+            content_hash=probe.content_hash, timestamps=probe.timestamps, fps=probe.fps,
+            width=probe.width, height=probe.height, overwrite=overwrite,
+        )
     cf = store.create_features(source.video_id, key, feature_shape, provenance,
                                chunk_frames=chunk_frames, overwrite=overwrite)
-    return VideoJob(source=source, n_frames=info.n_frames, chunk_frames=cf,
+    return VideoJob(source=source, n_frames=probe.n_frames, chunk_frames=cf,
                     ranges=store.missing_ranges(source.video_id, key))
 
 
@@ -360,3 +447,275 @@ def extract_ranges(
             writer.close()
             written += writer.frames_written
     return written
+
+
+# ---------------------------------------------------------------------------- shards (job arrays)
+@dataclass(frozen=True)
+class Shard:
+    """One of ``count`` processes sharing a run with no coordinator (``--shard index/count``).
+
+    ``index`` counts from 0. :meth:`parse` reads ``"i/N"`` or ``"auto"`` (a Slurm job array).
+    """
+
+    index: int
+    count: int
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+    @classmethod
+    def parse(cls, text: str, environ: Mapping[str, str] | None = None) -> Shard:
+        """``"i/N"`` (0 <= i < N), or ``"auto"``: this task of a Slurm job array.
+
+        With ``auto`` the shard is ``(SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN) //
+        SLURM_ARRAY_TASK_STEP`` of ``SLURM_ARRAY_TASK_COUNT``, so ``--array=0-7`` and
+        ``--array=1-8`` both give shards 0..7 of 8.
+
+        Raises
+        ------
+        ClusterError
+            Malformed text, an index out of range, or ``auto`` outside a job array.
+        """
+        environ = os.environ if environ is None else environ
+        if text == "auto":
+            names = ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT")
+            missing = [n for n in names if not environ.get(n)]
+            if missing:
+                raise ClusterError(
+                    f"--shard auto: ${missing[0]} is not set, so this is not a task of a Slurm "
+                    "job array (sbatch --array); give the shard as --shard i/N instead")
+            try:
+                task = int(environ["SLURM_ARRAY_TASK_ID"])
+                count = int(environ["SLURM_ARRAY_TASK_COUNT"])
+                first = int(environ.get("SLURM_ARRAY_TASK_MIN") or 0)
+                step = int(environ.get("SLURM_ARRAY_TASK_STEP") or 1)
+            except ValueError as exc:
+                raise ClusterError(f"--shard auto: a SLURM_ARRAY_TASK_* variable is not an "
+                                   f"integer ({exc})") from exc
+            index = (task - first) // max(1, step)
+            if not 0 <= index < count:
+                raise ClusterError(
+                    f"--shard auto: array task {task} (min {first}, step {step}) is not one of "
+                    f"{count} tasks; use a plain range such as --array=0-{count - 1}, or "
+                    "--shard i/N")
+            return cls(index, count)
+        parts = text.split("/")
+        try:
+            index, count = int(parts[0]), int(parts[1])
+            if len(parts) != 2:
+                raise ValueError(text)
+        except (ValueError, IndexError) as exc:
+            raise ClusterError(f"--shard {text!r}: expected i/N (e.g. 0/8, shards count from "
+                               "0) or auto (Slurm job array)") from exc
+        if count < 1 or not 0 <= index < count:
+            raise ClusterError(f"--shard {text!r}: the index must be 0 to N-1 with N >= 1, "
+                               f"e.g. 0/{max(1, count)} to {max(1, count) - 1}/{max(1, count)}")
+        return cls(index, count)
+
+
+def task_units(n_frames: int, chunk_frames: int, task_frames: int) -> list[tuple[int, int]]:
+    """Split a whole video into units of work made of whole chunks.
+
+    Returns
+    -------
+    list of (int, int)
+        ``[(0, n_frames)]`` for a video of at most ``task_frames`` frames, else ranges of
+        ``task_frames`` rounded down to whole chunks (at least one chunk).
+    """
+    if n_frames <= task_frames:
+        return [(0, n_frames)]
+    step = max(1, task_frames // chunk_frames) * chunk_frames
+    return [(a, min(a + step, n_frames)) for a in range(0, n_frames, step)]
+
+
+def assign_shards(
+    videos: Sequence[tuple[str, int, int]], task_frames: int, count: int
+) -> list[list[tuple[str, int, int]]]:
+    """Deal every unit of work of ``videos`` to ``count`` shards, deterministically.
+
+    Parameters
+    ----------
+    videos : sequence of (str, int, int)
+        ``(video_id, n_frames, chunk_frames)`` of every video of the run, complete or not (so
+        every shard computes the same plan whatever the store holds when it starts).
+    task_frames : int
+        Largest unit (see :func:`task_units`).
+    count : int
+        Shards.
+
+    Returns
+    -------
+    list of list of (str, int, int)
+        Per shard, its units ``(video_id, start, stop)``: the largest units first, each to the
+        shard with the fewest frames so far (ties: the lowest index). Units are whole chunks, so
+        two shards never write the same chunk.
+    """
+    units = [(vid, a, b) for vid, n, cf in sorted(videos)
+             for a, b in task_units(n, cf, task_frames)]
+    units.sort(key=lambda u: (-(u[2] - u[1]), u[0], u[1]))
+    loads = [0] * count
+    shards: list[list[tuple[str, int, int]]] = [[] for _ in range(count)]
+    for unit in units:
+        target = min(range(count), key=lambda i: (loads[i], i))
+        shards[target].append(unit)
+        loads[target] += unit[2] - unit[1]
+    for shard in shards:
+        shard.sort(key=lambda u: (u[0], u[1]))
+    return shards
+
+
+def intersect_ranges(a: Sequence[tuple[int, int]],
+                     b: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Frames in both lists of sorted, disjoint ``(start, stop)`` ranges."""
+    out = [(max(x0, y0), min(x1, y1)) for x0, x1 in a for y0, y1 in b]
+    return sorted((x, y) for x, y in out if x < y)
+
+
+# ---------------------------------------------------------------------------- store lock
+LOCK_STALE_SECONDS = 300.0
+"""A lock not refreshed for this long is taken to be left by a process that died."""
+
+
+class _Lock:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._touched = time.monotonic()
+
+    def touch(self) -> None:
+        """Refresh the lock (a long preparation is not mistaken for a dead one)."""
+        if time.monotonic() - self._touched > 10:
+            with contextlib.suppress(OSError):
+                os.utime(self.path)
+            self._touched = time.monotonic()
+
+
+def _lock_is_stale(path: Path, stale_after: float) -> bool:
+    try:
+        holder = json.loads(path.read_text() or "{}")
+        age = time.time() - path.stat().st_mtime
+    except (OSError, ValueError):
+        return False  # being written or just removed: look again
+    if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
+        try:
+            os.kill(holder["pid"], 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            pass
+    return age > stale_after
+
+
+@contextlib.contextmanager
+def store_lock(store_path: str | os.PathLike[str], timeout: float = 900.0,
+               stale_after: float = LOCK_STALE_SECONDS) -> Iterator[_Lock]:
+    """Hold the lock that serialises writing a store's metadata (video records, arrays).
+
+    The lock is the file ``.<store name>.prism-lock`` beside the store, created with
+    ``O_EXCL`` (atomic on local disks, NFS v3+, Lustre and GPFS). Only preparation takes it:
+    chunks are written without it, since two tasks never share a chunk. A lock left by a
+    process that died is taken over (same host: its pid is gone; other hosts: not refreshed for
+    ``stale_after`` seconds).
+
+    Raises
+    ------
+    StoreError
+        Another process held the lock for more than ``timeout`` seconds.
+    """
+    path = Path(store_path).resolve()
+    lock = path.parent / f".{path.name}.prism-lock"
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        try:
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            if _lock_is_stale(lock, stale_after):
+                logger.warning("%s: removing a lock left by a process that died (%s)", path,
+                               lock.read_text(errors="replace").strip())
+                with contextlib.suppress(FileNotFoundError):
+                    lock.unlink()
+                continue
+            if time.monotonic() > deadline:
+                raise StoreError(
+                    f"{path}: another extraction has been preparing this store for more than "
+                    f"{timeout:.0f} s (lock file {lock}: {lock.read_text(errors='replace')}); "
+                    "wait for it, or delete the lock file if no extraction is running"
+                ) from None
+            time.sleep(delay)
+            delay = min(1.0, delay * 2)
+            continue
+        except OSError as exc:
+            raise StoreError(
+                f"{path}: cannot create the lock file {lock} ({exc.strerror or exc}); the folder "
+                "holding the store must be writable: fix its permissions or free space, or "
+                "write the store elsewhere"
+            ) from exc
+        with os.fdopen(fd, "w") as file:
+            json.dump({"host": socket.gethostname(), "pid": os.getpid(),
+                       "since": time.strftime("%Y-%m-%d %H:%M:%S")}, file)
+        break
+    try:
+        yield _Lock(lock)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            lock.unlink()
+
+
+# ---------------------------------------------------------------------------- completion
+def settle_videos(
+    store: FeatureStore, key: str, jobs: Sequence[VideoJob], report: ExtractReport, *,
+    wrote: Iterable[str] = (), errors: Mapping[str, str] | None = None,
+    owned: Mapping[str, Sequence[tuple[int, int]]] | None = None,
+) -> None:
+    """Decide from the store what became of each video of a run, and mark complete ones.
+
+    Every video whose chunks are all written is marked complete, whoever wrote them (this run,
+    a run that died before marking, other shards). The others are reported as failed (a task
+    of theirs raised), incomplete (this run's chunks are missing), or waiting (only chunks
+    owned by other shards are missing).
+
+    Parameters
+    ----------
+    store : FeatureStore
+        The writable store.
+    key : str
+        The feature set.
+    jobs : sequence of VideoJob
+        The videos of the run that were not complete when it started.
+    report : ExtractReport
+        Updated in place: ``extracted``, ``completed``, ``failed``, ``incomplete``, ``waiting``.
+    wrote : iterable of str
+        Ids this run wrote frames of.
+    errors : mapping, optional
+        ``video_id -> reason`` of videos a task of which failed.
+    owned : mapping, optional
+        With shards, ``video_id -> ranges`` this shard owns (None: the run owns everything).
+    """
+    wrote, errors = set(wrote), dict(errors or {})
+    for job in jobs:
+        vid = job.source.video_id
+        try:
+            if store.feature_status(vid, key) == "complete":  # marked by a concurrent shard
+                (report.extracted if vid in wrote else report.completed).append(vid)
+                continue
+            missing = store.missing_ranges(vid, key)
+            if not missing:
+                store.mark_complete(vid, key)
+                (report.extracted if vid in wrote else report.completed).append(vid)
+                continue
+        except PrismError as exc:
+            report.failed.append((str(job.source.path), str(exc)))
+            continue
+        frames = sum(b - a for a, b in missing)
+        where = f"{frames} of {job.n_frames} frames not written (e.g. frames {missing[0][0]}.." \
+                f"{missing[0][1]})"
+        mine = missing if owned is None else intersect_ranges(missing, owned.get(vid, []))
+        if vid in errors:
+            report.failed.append((str(job.source.path), errors[vid]))
+        elif mine:
+            why = "the run stopped early" if report.interrupted else "not written by this run"
+            report.incomplete.append((vid, f"{where}; {why}: rerun the same command to finish"))
+        else:
+            report.waiting.append((vid, f"{where}, owned by other shards; the last shard to "
+                                        "finish, or any rerun, marks it complete"))

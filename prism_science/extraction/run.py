@@ -1,12 +1,15 @@
-"""Run an extraction: plan the jobs of every video, then run them here or on a Dask cluster.
+"""Run an extraction: plan the jobs of every video, run them, then settle from the store.
 
 ``run_extraction`` is what ``prism-science extract`` runs; the jobs (discovery, store records,
-resume ranges, chunk writing) are :mod:`prism_science.extraction.jobs`, the local runner is
-below, the Dask runner is :mod:`prism_science.extraction.cluster`.
+resume ranges, chunk writing, shards, completion) are :mod:`prism_science.extraction.jobs`, the
+local runner is below, the Dask runner is :mod:`prism_science.extraction.cluster`. Every run
+ends with :func:`~prism_science.extraction.jobs.settle_videos`: completion is read from the
+store's chunk markers, not from which tasks reported back.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -15,8 +18,8 @@ from typing import Any
 
 import torch
 
-from prism_science.errors import PrismError, StoreError
-from prism_science.extraction.cluster import run_distributed
+from prism_science.errors import ClusterError, PrismError, StoreError
+from prism_science.extraction.cluster import check_cluster_spec, run_distributed
 from prism_science.extraction.features import (
     feature_key,
     feature_provenance,
@@ -26,18 +29,26 @@ from prism_science.extraction.features import (
 from prism_science.extraction.jobs import (
     ExtractOptions,
     ExtractReport,
+    Shard,
     VideoJob,
     VideoSource,
+    assign_shards,
     check_store_compatible,
     extract_ranges,
     find_videos,
+    intersect_ranges,
     prepare_video,
+    probe_video,
+    settle_videos,
+    store_lock,
 )
-from prism_science.store import FeatureStore, open_store
+from prism_science.store import FeatureStore, open_store, store_format
 
 __all__ = ["run_extraction"]
 
 logger = logging.getLogger(__name__)
+
+CTRL_C = "interrupted (Ctrl-C); the chunks written so far are kept"
 
 
 def run_extraction(
@@ -49,6 +60,8 @@ def run_extraction(
     recursive: bool = False,
     cluster: str | None = None,
     cluster_options: dict[str, Any] | None = None,
+    shard: Shard | str | None = None,
+    task_frames: int = 4096,
 ) -> ExtractReport:
     """Extract features of every video under ``paths`` into the store ``out``.
 
@@ -66,11 +79,19 @@ def run_extraction(
         ``local:N``, ``tcp://HOST:PORT`` or ``slurm`` to run on Dask (Zarr stores only).
     cluster_options : dict, optional
         Extra options for :func:`prism_science.extraction.cluster.run_distributed`.
+    shard : Shard or str, optional
+        Run only this shard's share of the work, here, with no coordinator (``"i/N"`` or
+        ``"auto"``, see :meth:`Shard.parse`); Zarr stores only, not with ``cluster``.
+    task_frames : int
+        Videos longer than this are split into units of whole chunks of about this many frames
+        (shards and Dask tasks).
 
     Returns
     -------
     ExtractReport
-        Per-video outcome; ``report.ok`` is False when some video failed.
+        The outcome of every input video; ``report.ok`` is False when some video failed or was
+        left incomplete. Ctrl-C stops the run early and returns the report with
+        ``interrupted`` and ``user_interrupt`` set (the store keeps every written chunk).
 
     Raises
     ------
@@ -78,6 +99,20 @@ def run_extraction(
         The model cannot be loaded, or the store cannot be opened or would mix parameters.
     """
     t0 = time.perf_counter()
+    if isinstance(shard, str):
+        shard = Shard.parse(shard)
+    if cluster:
+        check_cluster_spec(cluster)
+    if shard is not None and cluster:
+        raise ClusterError("--shard runs its share of the work in this process with no "
+                           "coordinator; it cannot be combined with --cluster: drop one")
+    fmt = store_format(out, options.format)
+    if fmt != "zarr" and (cluster or shard is not None):
+        raise StoreError(
+            f"{out}: HDF5 stores take one writer at a time, so distributed extraction "
+            f"({'--cluster' if cluster else '--shard'}) needs a Zarr store: use --format zarr "
+            "or a path without .h5"
+        )
     sources, problems = find_videos(paths, glob=glob, recursive=recursive)
     device = "cpu" if cluster else options.device
     model = load_encoder(options.model, device=device)
@@ -86,52 +121,103 @@ def run_extraction(
     key = feature_key(model, params)
     provenance = feature_provenance(model, params)
     shape = model_feature_shape(model, params)
-    report = ExtractReport(store_path=str(out), key=key, failed=list(problems))
+    report = ExtractReport(store_path=str(out), key=key, failed=list(problems),
+                           shard=None if shard is None else str(shard))
     previous_threads = torch.get_num_threads()
     if not cluster and next(model.parameters()).device.type == "cpu":
         # The decode thread needs a core: oversubscribed torch threads slow both down a lot.
         torch.set_num_threads(options.threads or max(1, (os.cpu_count() or 1) - 1))
+    cluster_options = dict(cluster_options or {})
+    cluster_options.setdefault("task_frames", task_frames)
     try:
         _run(store_path=out, sources=sources, model=model, key=key, provenance=provenance,
              shape=shape, options=options, report=report, cluster=cluster,
-             cluster_options=cluster_options)
+             cluster_options=cluster_options, shard=shard, task_frames=task_frames)
     finally:
         torch.set_num_threads(previous_threads)
     report.seconds = time.perf_counter() - t0
     return report
 
 
+def _prepare(store: FeatureStore, sources: list[VideoSource], probes: dict[str, Any], key: str,
+             provenance: dict[str, Any], shape: tuple[int, ...], options: ExtractOptions,
+             report: ExtractReport, lock: Any) -> tuple[list[VideoJob], list[tuple[str, int, int]]]:
+    """Record every video; returns the jobs and ``(id, frames, chunk_frames)`` of all videos."""
+    check_store_compatible(store, key, provenance, (s.video_id for s in sources),
+                           options.overwrite)
+    jobs: list[VideoJob] = []
+    videos: list[tuple[str, int, int]] = []
+    for source in sources:
+        if source.video_id not in probes:
+            continue
+        if lock is not None:
+            lock.touch()
+        try:
+            job = prepare_video(store, source, key, shape, provenance,
+                                overwrite=options.overwrite, chunk_frames=options.chunk_frames,
+                                probe=probes[source.video_id])
+        except Exception as exc:  # noqa: BLE001 - one bad video must not stop the batch
+            report.failed.append((str(source.path), _reason(exc)))
+            continue
+        if job is None:
+            report.skipped.append(source.video_id)
+            logger.info("%s: features %s complete, skipped", source.video_id, key)
+            videos.append((source.video_id, probes[source.video_id].n_frames,
+                           store.chunk_frames(source.video_id, key)))
+        else:
+            jobs.append(job)
+            videos.append((source.video_id, job.n_frames, job.chunk_frames))
+    return jobs, videos
+
+
 def _run(*, store_path: str | os.PathLike[str], sources: list[VideoSource], model: Any,
          key: str, provenance: dict[str, Any], shape: tuple[int, ...], options: ExtractOptions,
-         report: ExtractReport, cluster: str | None,
-         cluster_options: dict[str, Any] | None) -> None:
-    with open_store(store_path, "a", format=options.format) as store:
-        if cluster and store.format != "zarr":
-            raise StoreError(
-                f"{store_path}: HDF5 stores take one writer at a time, so distributed extraction "
-                "(--cluster) needs a Zarr store: use --format zarr or a path without .h5"
-            )
-        check_store_compatible(store, key, provenance, (s.video_id for s in sources),
-                               options.overwrite)
-        jobs: list[VideoJob] = []
-        for source in sources:
-            try:
-                job = prepare_video(store, source, key, shape, provenance,
-                                    overwrite=options.overwrite,
-                                    chunk_frames=options.chunk_frames)
-            except Exception as exc:  # noqa: BLE001 - one bad video must not stop the batch
-                report.failed.append((str(source.path), _reason(exc)))
-                continue
-            if job is None:
-                report.skipped.append(source.video_id)
-                logger.info("%s: features %s complete, skipped", source.video_id, key)
+         report: ExtractReport, cluster: str | None, cluster_options: dict[str, Any],
+         shard: Shard | None, task_frames: int) -> None:
+    probes: dict[str, Any] = {}
+    for source in sources:  # outside the store lock: it reads every video
+        try:
+            probes[source.video_id] = probe_video(source)
+        except Exception as exc:  # noqa: BLE001 - one bad video must not stop the batch
+            report.failed.append((str(source.path), _reason(exc)))
+    zarr = store_format(store_path, options.format) == "zarr"
+    # Concurrent shards (and runs) create records one at a time; chunks need no lock.
+    with store_lock(store_path) if zarr else contextlib.nullcontext() as lock:
+        store = open_store(store_path, "a", format=options.format)
+        try:
+            jobs, videos = _prepare(store, sources, probes, key, provenance, shape, options,
+                                    report, lock)
+        except BaseException:
+            store.close()
+            raise
+    wrote: set[str] = set()
+    errors: dict[str, str] = {}
+    owned: dict[str, list[tuple[int, int]]] | None = None
+    try:
+        try:
+            if cluster:
+                run_distributed(store, jobs, key, options, report, cluster, wrote=wrote,
+                                errors=errors, **cluster_options)
+            elif shard is not None:
+                units = assign_shards(videos, task_frames, shard.count)[shard.index]
+                owned = {}
+                for vid, start, stop in units:
+                    owned.setdefault(vid, []).append((start, stop))
+                mine = [VideoJob(j.source, j.n_frames, j.chunk_frames,
+                                 intersect_ranges(j.ranges, owned.get(j.source.video_id, [])))
+                        for j in jobs]
+                mine = [j for j in mine if j.ranges]
+                logger.info("shard %s: %d unit(s) of %d video(s), %d frame(s) still to write",
+                            shard, len(units), len(owned), sum(j.missing_frames for j in mine))
+                _run_local(model, store, mine, key, options, report, wrote, errors)
             else:
-                jobs.append(job)
-        if cluster:
-            run_distributed(store, jobs, key, options, report, cluster,
-                            **(cluster_options or {}))
-        else:
-            _run_local(model, store, jobs, key, options, report)
+                _run_local(model, store, jobs, key, options, report, wrote, errors)
+        except KeyboardInterrupt:
+            report.interrupted, report.user_interrupt = CTRL_C, True
+            logger.warning("%s", CTRL_C)
+        settle_videos(store, key, jobs, report, wrote=wrote, errors=errors, owned=owned)
+    finally:
+        store.close()
 
 
 def _reason(exc: Exception) -> str:
@@ -144,7 +230,9 @@ def _reason(exc: Exception) -> str:
 
 
 def _run_local(model: Any, store: FeatureStore, jobs: list[VideoJob], key: str,
-               options: ExtractOptions, report: ExtractReport) -> None:
+               options: ExtractOptions, report: ExtractReport, wrote: set[str],
+               errors: dict[str, str]) -> None:
+    """Compute the missing ranges of ``jobs`` in this process (completion: settle_videos)."""
     from tqdm.auto import tqdm
 
     overall = tqdm(total=sum(j.missing_frames for j in jobs), desc="all videos", unit="frame",
@@ -160,13 +248,14 @@ def _run_local(model: Any, store: FeatureStore, jobs: list[VideoJob], key: str,
                 overall.update(n)
 
             try:
-                report.frames += extract_ranges(
+                frames = extract_ranges(
                     model, store, vid, job.source.path, key, options.params, job.ranges,
                     batch_size=options.batch_size, on_frames=advance)
-                store.mark_complete(vid, key)
-                report.extracted.append(vid)
+                report.frames += frames
+                if frames:
+                    wrote.add(vid)
             except Exception as exc:  # noqa: BLE001 - one bad video must not stop the batch
-                report.failed.append((str(job.source.path), _reason(exc)))
+                errors[vid] = _reason(exc)
             finally:
                 bar.close()
     finally:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
+from collections import Counter
 from functools import partial
 from pathlib import Path
 
@@ -26,19 +28,27 @@ OPTIONS = ExtractOptions(model=TEST_MODEL, params=WindowParams(hop=2), device="c
                          batch_size=4, chunk_frames=8, progress=False)
 
 
-def _kill_worker_once(*args, marker: str, **kwargs):
-    """Write the first chunk of the task, then SIGKILL this worker -- once per test run."""
+def _kill_worker_once(*args, marker: str, log: str, **kwargs):
+    """Log each task; on its second task a worker writes one chunk, waits, then SIGKILLs itself
+    (once per test run). Its first task's result dies with it."""
     from prism_science.extraction.cluster import extract_task
 
+    ranges = args[6]
+    with open(log, "a") as file:
+        file.write(f"{os.getpid()} {args[1]} {ranges[0][0]}\n")
+    mine = [line for line in Path(log).read_text().splitlines()
+            if line.split()[0] == str(os.getpid())]
+    if len(mine) < 2:
+        return extract_task(*args, **kwargs)
     try:
         fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
     except FileExistsError:
         return extract_task(*args, **kwargs)
     os.write(fd, str(os.getpid()).encode())
     os.close(fd)
-    ranges = args[6]
     start = ranges[0][0]
     extract_task(*args[:6], [(start, min(ranges[0][1], start + 8))], **kwargs)
+    time.sleep(1.5)  # the coordinator has taken (and released) the first task's result by now
     os.kill(os.getpid(), signal.SIGKILL)
     return 0  # pragma: no cover - never reached
 
@@ -86,15 +96,19 @@ def test_distributed_store_equals_single_process(video_folder, tmp_path, schedul
 def test_killed_worker_is_retried_and_store_completes(video_folder, tmp_path, scheduler):
     single = run_extraction([video_folder], tmp_path / "single.zarr", OPTIONS, recursive=True)
     assert single.ok
-    marker = tmp_path / "killed.marker"
+    marker, log = tmp_path / "killed.marker", tmp_path / "tasks.log"
     report = run_extraction(
         [video_folder], tmp_path / "dist.zarr", OPTIONS, recursive=True, cluster=scheduler,
-        cluster_options={"task_frames": 16,
-                         "task_function": partial(_kill_worker_once, marker=str(marker))},
+        cluster_options={"task_frames": 16, "task_function": partial(
+            _kill_worker_once, marker=str(marker), log=str(log))},
     )
     assert marker.exists(), "no worker was killed"
     assert report.ok, report.summary()
     _assert_same_stores(tmp_path / "single.zarr", tmp_path / "dist.zarr")
+    # Only the killed task ran twice: finished tasks' results were released, not recomputed
+    # when the worker holding them died.
+    runs = Counter(tuple(line.split()[1:]) for line in log.read_text().splitlines())
+    assert sum(runs.values()) == len(runs) + 1, runs
 
 
 def test_plan_tasks_are_whole_chunks():

@@ -58,7 +58,7 @@ def test_rerun_skips_complete_videos(video_folder, tmp_path, capsys):
     np.testing.assert_array_equal(_values(out, "a.mp4"), before)
 
 
-def test_interrupted_run_is_completed_by_a_rerun(video_folder, tmp_path, monkeypatch):
+def test_interrupted_run_is_completed_by_a_rerun(video_folder, tmp_path, monkeypatch, capsys):
     out = tmp_path / "f.zarr"
     video = video_folder / "a.mp4"
     assert _extract(video, "--out", tmp_path / "ref.zarr") == 0
@@ -75,6 +75,9 @@ def test_interrupted_run_is_completed_by_a_rerun(video_folder, tmp_path, monkeyp
 
     monkeypatch.setattr(FeatureStore, "write_chunks", dies_on_third_chunk)
     assert _extract(video, "--out", out) == 130
+    report = capsys.readouterr().out  # Ctrl-C still ends with the summary
+    assert "STOPPED: interrupted (Ctrl-C)" in report and "0 extracted" in report
+    assert "INCOMPLETE a.mp4: 21 of 37 frames not written" in report
     with open_store(out, "r") as store:
         assert store.feature_status("a.mp4", KEY) == "incomplete"
         assert store.done_chunks("a.mp4", KEY).tolist() == [True, True, False, False, False]
