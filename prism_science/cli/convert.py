@@ -63,5 +63,5 @@ def run(args: argparse.Namespace) -> int:
         return 1
     n_params = sum(p.numel() for p in model.parameters())
     print(f"wrote {out} ({model.config.family}, {n_params / 1e6:.1f}M parameters, "
-          f"sha256 {model.weights_sha256})")
+          f"file sha256 {model.tensors_sha256}, identity {model.weights_sha256})")
     return 0

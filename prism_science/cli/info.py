@@ -18,10 +18,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     info.set_defaults(func=run)
     models = subparsers.add_parser(
         "models",
-        help="list the registered model variants",
+        help="list the registered model variants and which weights are cached",
         description="List every registered model variant with its family, parameter count, "
-        "frames, resolution, and whether weights for it are present on this machine.",
+        "frames, resolution, and where its weights come from: bundled, cached (installed or "
+        "downloaded into the cache), download (official weights, fetched from the Hugging Face "
+        "Hub and converted on first use) or random (none: random initialisation).",
     )
+    models.add_argument(
+        "--fetch",
+        nargs="+",
+        metavar="NAME",
+        help="download and convert the official weights of these variants into the cache now "
+        "(e.g. videoprism-v1-base videoprism-lvt-v1-base)",
+    )
+    models.add_argument("--force", action="store_true",
+                        help="with --fetch: download and convert again even when cached")
     models.set_defaults(func=run_models)
 
 
@@ -61,9 +72,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_models(args: argparse.Namespace) -> int:
-    """Print the table of registered model variants."""
-    from prism_science.models import model_table
+    """Print the table of registered model variants (after fetching any named by --fetch)."""
+    from prism_science.errors import PrismError
+    from prism_science.models import fetch_official, model_table
+    from prism_science.models.folder import cache_dir, user_weights_dir
 
+    for name in getattr(args, "fetch", None) or []:
+        try:
+            folder = fetch_official(name, force=args.force)
+        except PrismError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(f"{name}: {folder}")
     rows = model_table()
     header = ("name", "family", "params", "frames", "resolution", "weights")
     table = [header] + [
@@ -73,7 +93,7 @@ def run_models(args: argparse.Namespace) -> int:
             f"{row['num_params'] / 1e6:.1f}M",
             str(row["num_frames"]),
             f"{row['image_size']}px",
-            "yes" if row["weights_present"] else "no",
+            row["weights"],
         )
         for row in rows
     ]
@@ -81,4 +101,7 @@ def run_models(args: argparse.Namespace) -> int:
     for row in table:
         cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
         print("  ".join(cells).rstrip())
+    print(f"weights cache: {user_weights_dir()} (PRISM_SCIENCE_CACHE={cache_dir()}); "
+          "'download' = fetched from the Hugging Face Hub on first use "
+          "(prism-science models --fetch NAME)")
     return 0

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from prism_science import __version__
-from prism_science.errors import PrismError, VideoError
+from prism_science.errors import PrismError, VideoError, WindowError
 from prism_science.extraction.windows import (
     FrameAccumulator,
     WindowParams,
@@ -113,7 +113,20 @@ def _grid(model: nn.Module) -> tuple[int, int]:
 
 
 def model_feature_shape(model: nn.Module, params: WindowParams) -> tuple[int, ...]:
-    """Shape of one frame's feature for this model and token mode."""
+    """Shape of one frame's feature for this model and token mode.
+
+    Raises
+    ------
+    WindowError
+        Token mode ``frame_emb`` with a model that has no per-frame embedding path (not a
+        video-text model).
+    """
+    if params.tokens == "frame_emb" and not callable(getattr(model, "encode_frames", None)):
+        raise WindowError(
+            f"token mode 'frame_emb' needs a video-text (LvT) model with encode_frames; model "
+            f"{getattr(model, 'name', type(model).__name__)!r} has none: extract with --model "
+            "default (or another video-text model), or choose --tokens mean|grid|full"
+        )
     return feature_shape(params, _grid(model), model.model_dim)
 
 
@@ -131,7 +144,10 @@ def feature_provenance(model: nn.Module, params: WindowParams) -> dict[str, Any]
     config = getattr(model, "config", None)
     return {
         "model_name": model.name,
+        # The identity of the weights (sha256 of the tensors file's sha256 + canonical config,
+        # prism_science.models.weights_identity); the file's own sha256 is kept beside it.
         "weights_sha256": model.weights_sha256,
+        "tensors_sha256": getattr(model, "tensors_sha256", None),
         "num_frames": int(model.num_frames),
         "image_size": int(model.image_size),
         "patch_size": int(model.patch_size),
@@ -266,8 +282,12 @@ def iter_video_features(
                 clips[paddings > 0] = 0
             video = torch.from_numpy(clips).to(device).float().div_(255.0)
             with torch.inference_mode():
-                tokens = encoder(video, frame_paddings=torch.from_numpy(paddings).to(device))
-                pooled = pool_tokens(tokens, num_frames, grid, params)
+                frame_paddings = torch.from_numpy(paddings).to(device)
+                if params.tokens == "frame_emb":  # (B, T, D) L2-normalised, the text space
+                    pooled = model.encode_frames(video, frame_paddings=frame_paddings)
+                else:
+                    tokens = encoder(video, frame_paddings=frame_paddings)
+                    pooled = pool_tokens(tokens, num_frames, grid, params)
             accumulator.add(w, pooled.float().cpu().numpy())
             yield from accumulator.pop_ready()
             if wb < w1:  # drop frames no later clip needs

@@ -340,6 +340,7 @@ def convert_checkpoint(
     out_dir: str | Path,
     variant: str | None = None,
     name: str | None = None,
+    source: dict[str, Any] | None = None,
     **overrides: Any,
 ) -> Path:
     """Convert an official ``.npz`` checkpoint into a weights folder.
@@ -354,6 +355,8 @@ def convert_checkpoint(
         Registered name whose config the checkpoint must match; inferred when None.
     name : str, optional
         ``model.name`` to record; default the variant or the output folder's name.
+    source : dict, optional
+        Where the checkpoint came from, recorded as ``source`` in config.json.
     **overrides
         Config fields to set (e.g. ``atten_logit_cap``).
 
@@ -362,7 +365,7 @@ def convert_checkpoint(
     Path
         The written folder.
     """
-    from prism_science.models.weights import save_model
+    from prism_science.models.folder import save_model
 
     checkpoint = Path(checkpoint)
     arrays = read_npz(checkpoint)
@@ -378,4 +381,4 @@ def convert_checkpoint(
             raise WeightsError(str(exc)) from exc
     model = load_official(arrays, config, name=name or variant or Path(out_dir).name,
                           source=str(checkpoint))
-    return save_model(model, out_dir)
+    return save_model(model, out_dir, source=source)

@@ -71,13 +71,90 @@ REGISTRY: dict[str, VideoEncoderConfig] = {
     "prism-lvt-test-p8-f4-r32": _LVT_TEST,
 }
 
-# The official checkpoint each registered official variant converts from.
-OFFICIAL_CHECKPOINTS = {
-    "videoprism-v1-base-p18-f16-r288": "flax_base_f16r288_repeated.npz",
-    "videoprism-v1-large-p18-f8-r288": "flax_large_f8r288_repeated.npz",
-    "videoprism-lvt-v1-base-p18-f16-r288": "flax_lvt_base_f16r288_repeated.npz",
-    "videoprism-lvt-v1-large-p18-f8-r288": "flax_lvt_large_f8r288_repeated.npz",
+
+@dataclasses.dataclass(frozen=True)
+class HubFile:
+    """A file in a Hugging Face Hub model repository, at a pinned revision."""
+
+    repo_id: str
+    filename: str
+    # A commit hash pins the bytes; "main" follows the repository (see OFFICIAL_REVISION).
+    revision: str
+    # Expected sha256 of the file; None where unknown: the first download records it
+    # (prism_science.models.hub) and later downloads are checked against the record.
+    sha256: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class UrlFile:
+    """A file at a plain HTTPS address (e.g. a public Google Cloud Storage object)."""
+
+    url: str
+    sha256: str | None = None
+
+    @property
+    def filename(self) -> str:
+        """The last part of the address."""
+        return self.url.rstrip("/").rpartition("/")[2]
+
+
+# The repositories and file names of the official loader (google-deepmind/videoprism,
+# videoprism/models.py CHECKPOINTS, read at commit d481d91). TODO: pin a commit hash of each
+# repository once the Hub is reachable from a development machine (none was: "main" for now,
+# and the sha256 of each file is recorded at its first download).
+OFFICIAL_REVISION = "main"
+# The official LvT text tokenizer (videoprism/models.py TEXT_TOKENIZERS["c4_en"]:
+# gs://t5-data/vocabs/cc_en.32000/sentencepiece.model), at its public HTTPS address.
+C4_EN_TOKENIZER = UrlFile(
+    "https://storage.googleapis.com/t5-data/vocabs/cc_en.32000/sentencepiece.model"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class OfficialWeights:
+    """Where a registered official variant's weights come from."""
+
+    checkpoint: HubFile
+    tokenizer: UrlFile | None = None
+    # The official model name (videoprism.models.MODELS) and a short alias.
+    official_name: str = ""
+    alias: str = ""
+
+
+OFFICIAL_WEIGHTS: dict[str, OfficialWeights] = {
+    "videoprism-v1-base-p18-f16-r288": OfficialWeights(
+        HubFile("google/videoprism-base-f16r288", "flax_base_f16r288_repeated.npz",
+                OFFICIAL_REVISION),
+        official_name="videoprism_public_v1_base", alias="videoprism-v1-base"),
+    "videoprism-v1-large-p18-f8-r288": OfficialWeights(
+        HubFile("google/videoprism-large-f8r288", "flax_large_f8r288_repeated.npz",
+                OFFICIAL_REVISION),
+        official_name="videoprism_public_v1_large", alias="videoprism-v1-large"),
+    "videoprism-lvt-v1-base-p18-f16-r288": OfficialWeights(
+        HubFile("google/videoprism-lvt-base-f16r288", "flax_lvt_base_f16r288_repeated.npz",
+                OFFICIAL_REVISION),
+        tokenizer=C4_EN_TOKENIZER,
+        official_name="videoprism_lvt_public_v1_base", alias="videoprism-lvt-v1-base"),
+    "videoprism-lvt-v1-large-p18-f8-r288": OfficialWeights(
+        HubFile("google/videoprism-lvt-large-f8r288", "flax_lvt_large_f8r288_repeated.npz",
+                OFFICIAL_REVISION),
+        tokenizer=C4_EN_TOKENIZER,
+        official_name="videoprism_lvt_public_v1_large", alias="videoprism-lvt-v1-large"),
 }
+
+# Other names of the official variants: the short alias, the official model name and the
+# Hugging Face repository id each name the registered variant.
+ALIASES: dict[str, str] = {
+    other: name
+    for name, weights in OFFICIAL_WEIGHTS.items()
+    for other in (weights.alias, weights.official_name, weights.checkpoint.repo_id)
+}
+
+
+def resolve_name(name: str) -> str:
+    """The registered name an alias stands for (``"videoprism-v1-base"`` ->
+    ``"videoprism-v1-base-p18-f16-r288"``); other names are returned as they are."""
+    return ALIASES.get(name, name)
 
 
 def registered_names() -> list[str]:
@@ -88,10 +165,11 @@ def registered_names() -> list[str]:
 def get_config(name: str) -> VideoEncoderConfig:
     """The config of a registered variant; unknown names raise :class:`ConfigError`."""
     try:
-        return REGISTRY[name]
+        return REGISTRY[resolve_name(name)]
     except KeyError:
         raise ConfigError(
-            f"unknown model name {name!r}; registered models: {', '.join(REGISTRY)} "
+            f"unknown model name {name!r}; registered models: {', '.join(REGISTRY)}, aliases "
+            f"{', '.join(a for a in ALIASES if '/' not in a and '_' not in a)} "
             "(or give the path of a weights folder)"
         ) from None
 
@@ -124,7 +202,7 @@ def build_model(
     """
     if isinstance(name_or_config, str):
         config = get_config(name_or_config)
-        name = name or name_or_config
+        name = name or resolve_name(name_or_config)
     elif isinstance(name_or_config, VideoEncoderConfig):
         config = name_or_config
     else:

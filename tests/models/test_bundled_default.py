@@ -30,3 +30,11 @@ def test_default_model_loads_and_answers_text_queries():
     assert model.tokenizer is not None
     emb = model.encode_texts(["a small white mouse walks"])
     assert emb.shape == (1, model.model_dim)
+
+
+def test_model_card_names_the_weights_identity():
+    from prism_science.models import load_model
+
+    card = (DEFAULT / "MODEL_CARD.md").read_text()
+    identity = re.search(r"Weights identity.*?`([0-9a-f]{64})`", card, re.S).group(1)
+    assert load_model(DEFAULT).weights_sha256 == identity, "update MODEL_CARD.md"

@@ -20,6 +20,7 @@ from prism_science.models import (
     load_model,
     save_model,
 )
+from prism_science.models import folder as folder_module
 from prism_science.models import weights as weights_module
 
 torch.set_num_threads(2)
@@ -161,7 +162,8 @@ def test_save_load_round_trip(tmp_path, model, video):
     assert meta["family"] == "video_encoder" and meta["name"] == TEST
     assert meta["config"]["model_dim"] == 32 and len(meta["sha256"]) == 64
     loaded = load_model(folder)
-    assert loaded.weights_sha256 == meta["sha256"] and loaded.name == TEST
+    assert loaded.tensors_sha256 == meta["sha256"] and loaded.name == TEST
+    assert loaded.weights_sha256 == weights_module.weights_identity(meta["sha256"], model.config)
     with torch.no_grad():
         torch.testing.assert_close(loaded(video), model(video))
     fast = load_model(folder, attention="fast")
@@ -193,7 +195,7 @@ def test_corrupt_truncated_and_mismatching_weights(tmp_path, model):
 
 
 def test_default_model_listed_when_bundled(tmp_path, monkeypatch, model, video):
-    monkeypatch.setattr(weights_module, "BUNDLED_DIR", tmp_path)
+    monkeypatch.setattr(folder_module, "BUNDLED_DIR", tmp_path)
     assert "default" not in list_models()
     with pytest.raises(WeightsError, match="not bundled"):
         load_model("default")
@@ -203,6 +205,7 @@ def test_default_model_listed_when_bundled(tmp_path, monkeypatch, model, video):
     assert loaded.name == "prism-default" and loaded.weights_sha256
     rows = {r["name"]: r for r in weights_module.model_table()}
     assert rows["default"]["weights_present"] and not rows[TEST]["weights_present"]
+    assert rows["default"]["weights"] == "bundled" and rows[TEST]["weights"] == "random"
 
 
 def test_user_weights_folder_is_found(tmp_path, monkeypatch, model):
