@@ -1,17 +1,18 @@
 """Generate the README's screenshots of the napari plugin at work (docs/images/*.png).
 
-Opens napari with the plugin docked on the synthetic sample clip (two animals, exact labels),
-extracts features, trains a linear probe on the clip's labels, predicts, and grabs:
+Opens napari as ``prism-science gui`` does (the workbench dock, the timeline under the canvas)
+on the synthetic sample clip (two animals, exact labels), extracts features, trains a linear
+probe on the clip's labels, predicts, rejects one predicted bout in review, and grabs:
 
-- ``plugin_overview.png``: the viewer with the Ethogram dock and the timeline under the canvas
-  (manual labels, prediction shading);
+- ``plugin_overview.png``: the whole window at 1280x800 (Ethogram section open);
+- ``plugin_1080p.png``: the whole window at 1920x1080;
 - ``timeline.png``: the timeline alone, zoomed on a stretch of the clip;
-- ``review.png``: the Review widget on the next uncertain or disagreeing bout;
-- ``train.png``: the Train and predict widget with its validation metrics.
+- ``review.png``: the window with the Review section on the next bout to review;
+- ``train.png``: the workbench's Train section with its validation figures.
 
-Run under a display (Xvfb is fine)::
+It prints the canvas size at each window size. Run under a display (Xvfb is fine)::
 
-    xvfb-run -a -s "-screen 0 1600x1000x24" python docs/make_screenshots.py [--model NAME]
+    xvfb-run -a -s "-screen 0 1920x1200x24" python docs/make_screenshots.py [--model NAME]
 
 Without trained weights installed, the model is randomly initialised: the pictures show the
 plugin, not a result.
@@ -62,20 +63,18 @@ def main() -> int:
     from napari_prism._extract_widget import extract_task
     from napari_prism._link import link
     from napari_prism._probe_widget import format_metrics
+    from napari_prism._workbench import video_first_layout
     from prism_science.pipeline import predict_video, train_probe
     from prism_science.store import open_store
 
     torch.set_num_threads(2)
     model = _pick_model(args.model)
     viewer = napari.Viewer(title="prism-science")
-    viewer.window._qt_window.resize(1500, 950)
+    window = viewer.window._qt_window
+    window.resize(1280, 800)
+    _, workbench = viewer.window.add_plugin_dock_widget("prism-science", "Workbench")
+    video_first_layout(viewer)  # as `prism-science gui` does
     viewer.open_sample("prism-science", "synthetic")
-    docks = {}
-    for name in ("Ethogram", "Train and predict", "Review predictions"):
-        docks[name] = viewer.window.add_plugin_dock_widget("prism-science", name)
-    first = docks["Ethogram"][0]
-    for name in ("Train and predict", "Review predictions"):
-        viewer.window._qt_window.tabifyDockWidget(first, docks[name][0])
     lk = link(viewer)
     session, layer = lk.session, lk.layer
 
@@ -85,6 +84,7 @@ def main() -> int:
                                  cancel_event=threading.Event()))
     video_id = next(iter(result["videos"].values()))
     layer.metadata[STORE_KEY], layer.metadata[VIDEO_ID_KEY] = str(store), video_id
+    session.set_features(store, video_id)
     print("training a linear probe ...")
     tables = {video_id: session.to_table(("manual", "curated"), fully_labeled=True,
                                          video_id=video_id)}
@@ -94,30 +94,42 @@ def main() -> int:
         found = predict_video(trained.probe, opened, video_id, result["key"])
     session.set_predictions("linear", found.behaviors, found.scores, found.thresholds,
                             found.postprocess)
-    probe_widget = docks["Train and predict"][1]
+    probe_widget = workbench.sections["Train and predict"]
     probe_widget.refresh_keys()
-    probe_widget.probe = trained.probe
+    probe_widget.probe, probe_widget.result = trained.probe, trained
     probe_widget.metrics.setText(format_metrics(trained))
+    review = workbench.sections["Review"]
+    review.margin.setValue(0.5)
+    go_to_frame(viewer, 0)
+    if review.next_item() is not None:
+        review.reject()  # crossed out on the timeline
+
+    def settle() -> None:
+        for _ in range(10):
+            QApplication.processEvents()
 
     go_to_frame(viewer, session.n_frames // 3)
-    docks["Ethogram"][0].raise_()
-    for _ in range(5):
-        QApplication.processEvents()
-    viewer.window._qt_window.grab().save(str(args.out / "plugin_overview.png"))
+    workbench.open_section("Ethogram")
+    for size, name in (((1280, 800), "plugin_overview"), ((1920, 1080), "plugin_1080p")):
+        window.resize(*size)
+        settle()
+        canvas = viewer.window._qt_viewer.canvas.native
+        print(f"window {window.width()}x{window.height()}: canvas "
+              f"{canvas.width()}x{canvas.height()}, timeline {lk.timeline.height()} px high")
+        window.grab().save(str(args.out / f"{name}.png"))
+    window.resize(1280, 800)
     lk.timeline.set_view(session.n_frames // 4, session.n_frames // 2)
-    QApplication.processEvents()
+    settle()
     lk.timeline.grab().save(str(args.out / "timeline.png"))
-    docks["Train and predict"][0].raise_()
-    QApplication.processEvents()
-    docks["Train and predict"][0].grab().save(str(args.out / "train.png"))
-    docks["Review predictions"][0].raise_()
-    go_to_frame(viewer, 0)
-    docks["Review predictions"][1].next_item()
-    for _ in range(5):
-        QApplication.processEvents()
-    viewer.window._qt_window.grab().save(str(args.out / "review.png"))
+    workbench.open_section("Train and predict")
+    settle()
+    workbench.grab().save(str(args.out / "train.png"))
+    workbench.open_section("Review")
+    review.next_item()
+    settle()
+    window.grab().save(str(args.out / "review.png"))
     viewer.close()
-    for name in ("plugin_overview", "timeline", "train", "review"):
+    for name in ("plugin_overview", "plugin_1080p", "timeline", "train", "review"):
         print(args.out / f"{name}.png")
     return 0
 

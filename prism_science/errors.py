@@ -72,5 +72,13 @@ class SearchError(PrismError):
     store whose video cannot be found."""
 
 
+class TracksError(PrismError):
+    """A tracks file is malformed, of another video, or lacks a subject or frames asked for."""
+
+
+class TrackerError(TracksError):
+    """The built-in tracker cannot follow the requested number of animals in a video."""
+
+
 class Cancelled(Exception):  # noqa: N818 - not an error: the caller asked the work to stop
     """Long work stopped because its caller asked it to (a cancel button or event)."""

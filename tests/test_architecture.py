@@ -108,7 +108,7 @@ def test_no_import_cycles_lazy_imports_included():
 # itself). The store comes before extraction, which writes into it.
 STAGES = [
     {"errors", "_version"},
-    {"models", "video", "synth"},
+    {"models", "video", "synth", "tracks"},
     {"store"},
     {"extraction"},
     {"labels"},

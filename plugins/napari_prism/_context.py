@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prism_science.errors import LabelError
-from prism_science.session import LabelingSession, default_session_path
+from prism_science.session import LabelingSession, default_session_path, set_aside_in_store
 from prism_science.video import VIDEO_EXTENSIONS
 
 from ._lazy_video import LazyVideo
@@ -30,7 +28,9 @@ __all__ = [
     "current_frame",
     "go_to_frame",
     "notify_error",
+    "notify_warning",
     "open_session",
+    "open_store_session",
     "prism_layers",
     "video_layer_data",
 ]
@@ -45,23 +45,48 @@ VIDEO_ID_KEY = "prism_video_id"
 def open_session(video: LazyVideo, path: str | os.PathLike[str] | None = None) -> LabelingSession:
     """The labeling session of a video: its autosaved file when there is one, else a new one.
 
-    A session file that cannot be read (damaged, another video) is renamed aside with a
-    ``.unreadable-<time>`` suffix, so nothing is overwritten, and a fresh session starts.
+    A session file that cannot be read (truncated, garbage, wrong types, another video's, a
+    newer version) is renamed aside with a ``.damaged-<time>`` suffix, so nothing is
+    overwritten, a notification names it, and a fresh session starts
+    (:meth:`LabelingSession.open_or_new`).
     """
     info = video.info
     path = Path(path) if path is not None else default_session_path(info.path)
-    if path.exists():
-        try:
-            return LabelingSession.load(path, n_frames=info.n_frames, timestamps=info.timestamps)
-        except LabelError as exc:
-            aside = path.with_name(f"{path.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
-            path.rename(aside)
-            logger.warning("%s; kept it as %s and started a new session", exc, aside)
-            _show("warning", f"{exc}. The file was kept as {aside.name}; a new session starts.")
-    return LabelingSession(
-        info.n_frames, info.fps, timestamps=info.timestamps, video_path=info.path, path=path,
-        annotator=os.environ.get("USER", ""),
-    )
+    session, notices = LabelingSession.open_or_new(
+        path, n_frames=info.n_frames, fps=info.fps, timestamps=info.timestamps,
+        video_path=info.path, annotator=os.environ.get("USER", ""))
+    for notice in notices:
+        notify_warning(notice)
+    return session
+
+
+def open_store_session(store_path: str | os.PathLike[str], video_id: str,
+                       timestamps: Any = None) -> LabelingSession:
+    """The session of a video of a feature store; damaged documents never stop it opening.
+
+    A session document or label set of the video that does not read is moved aside in the
+    store (``gui/session.damaged-<time>``, :func:`~prism_science.session._persist.
+    set_aside_in_store`), a notification names it, and the session is built from what reads
+    (the label sets, else empty).
+
+    Raises
+    ------
+    prism_science.errors.StoreError
+        The store or the video cannot be opened.
+    """
+    damaged: list[tuple[str, str]] = []
+    session = LabelingSession.from_store(store_path, video_id, timestamps=timestamps,
+                                         damaged=damaged)
+    if damaged:
+        moved = set_aside_in_store(store_path, video_id, [relpath for relpath, _ in damaged])
+        for relpath, reason in damaged:
+            kept = (f"kept in the store as {moved[relpath]}" if relpath in moved
+                    else "left in place (the store cannot be written)")
+            notify_warning(f"{Path(store_path).name}, video {video_id}: {relpath} is damaged "
+                           f"({reason}); {kept}. The video opens with "
+                           + ("its label sets." if relpath == "gui/session" else
+                              "the labels that read."))
+    return session
 
 
 def video_layer_data(
@@ -129,6 +154,12 @@ def notify_error(exc: BaseException, what: str = "") -> None:
     prefix = f"{what}: " if what else ""
     logger.warning("%s%s", prefix, exc)
     _show("error", f"{prefix}{exc}")
+
+
+def notify_warning(message: str) -> None:
+    """Show a warning in napari's notifications (and log it)."""
+    logger.warning("%s", message)
+    _show("warning", message)
 
 
 def notify_info(message: str) -> None:

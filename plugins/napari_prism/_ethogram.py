@@ -18,8 +18,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from prism_science.errors import PrismError
-from prism_science.session import RESERVED_KEYS, Behavior
+from prism_science.errors import LabelError, PrismError
+from prism_science.session import Behavior
 
 from ._context import current_frame, notify_error
 from ._link import link
@@ -27,12 +27,26 @@ from ._link import link
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["EthogramWidget"]
+__all__ = ["EthogramWidget", "key_problem"]
+
+
+def key_problem(key: str) -> str:
+    """Why ``key`` cannot label a behavior ("" when it can): one letter or digit only, since
+    the other keys play, jump, switch videos and review (napari_prism._link.NAVIGATION_KEYS)."""
+    if not key:
+        return ""
+    if len(key) != 1 or not (key.isascii() and key.isalnum()):
+        return (f"key {key!r} cannot label: use one letter (a-z) or digit (0-9); the other "
+                "keys play, jump, switch videos and review")
+    return ""
 
 _HELP = (
-    "Key: start / stop a bout at the current frame.  Shift+key: toggle the frame.  "
-    "Esc: drop open bouts.  Ctrl+Z / Ctrl+Shift+Z: undo / redo.  Timeline: drag with the left "
-    "button to label, right button to unlabel; wheel zooms, Shift+wheel pans."
+    "Key (a letter or a digit; it wins over napari's shortcuts while a video is open): start / "
+    "stop a bout at the current frame.  Shift+key: toggle the frame.  Esc: drop open bouts.  "
+    "Ctrl+Z / Ctrl+Shift+Z: undo / redo.  Space: play / pause;  + / -: speed;  Left / Right: "
+    "one frame;  Ctrl+Left / Ctrl+Right: 10 frames;  PageUp / PageDown: previous / next video.  "
+    "Review: . next bout, Enter accept, Delete reject.  Timeline: click to go to a frame, drag "
+    "with the left button to label, right button to unlabel; wheel zooms, Shift+wheel pans."
 )
 _COLUMNS = ("name", "key", "colour", "group")
 
@@ -154,8 +168,11 @@ class EthogramWidget(QWidget):
         opened = ", ".join(
             f"{name} since frame {start}" for name, start in session.open_bouts.items()
         )
+        from prism_science.search import format_time
+
+        frame = min(current_frame(self.viewer), session.n_frames - 1)
         self.status.setText(
-            f"frame {current_frame(self.viewer)}"
+            f"frame {frame}  {format_time(session.timestamps[frame])}"
             + (f" - recording {opened}" if opened else "")
             + (f"\n{self._counts}" if self._counts else "")
         )
@@ -171,11 +188,12 @@ class EthogramWidget(QWidget):
         field = {"colour": "color"}.get(_COLUMNS[col], _COLUMNS[col])
         value = item.text().strip()
         if field == "key":
-            value = value[:1].lower()
-            if value and value in RESERVED_KEYS:
-                notify_error(PrismError(f"key {value!r} is used by napari; choose another"))
+            problem = key_problem(value)
+            if problem:
+                notify_error(LabelError(f"behavior {name!r}: {problem}"))
                 self._refresh()
                 return
+            value = value.lower()
         if field == "color" and value and not QColor(value).isValid():
             notify_error(PrismError(f"colour {value!r} is not valid; use #rrggbb"))
             self._refresh()
@@ -228,7 +246,7 @@ class EthogramWidget(QWidget):
     def keyPressEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
         # Keys typed in the dock (outside text fields) label like on the canvas.
         text = event.text()
-        if text and text.isalpha() and not event.modifiers() & ~Qt.ShiftModifier:
+        if text and not key_problem(text) and not event.modifiers() & ~Qt.ShiftModifier:
             self.link.press(text.lower(), toggle=bool(event.modifiers() & Qt.ShiftModifier))
             return
         super().keyPressEvent(event)

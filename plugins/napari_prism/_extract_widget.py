@@ -1,4 +1,5 @@
-"""Extract features: encode the open videos (or a folder) into a feature store, in a worker.
+"""Extract features: encode the project's videos (or the open ones, or a folder) into a
+feature store, in a worker.
 
 The work is the library's batch extraction (:mod:`prism_science.extraction`: record the video,
 create the feature set, fill the missing chunks, mark it complete), done one chunk at a time so
@@ -149,7 +150,7 @@ class ExtractWidget(QWidget):
         form.addRow("store", row)
         layout.addLayout(form)
         row = QHBoxLayout()
-        current = QPushButton("extract open videos")
+        current = QPushButton("extract the project's videos")
         current.clicked.connect(lambda: self.extract())
         row.addWidget(current)
         folder = QPushButton("extract a folder...")
@@ -161,9 +162,12 @@ class ExtractWidget(QWidget):
         layout.addStretch(1)
 
     def default_store(self) -> Path | None:
-        """The store path typed, else ``features.zarr`` beside the current video."""
+        """The store path typed, else the project's store, else ``features.zarr`` beside the
+        current video."""
         if self.store.text().strip():
             return Path(self.store.text().strip()).expanduser()
+        if self.link.project is not None:
+            return self.link.project.store_path
         session = self.link.session
         if session is not None and session.store is not None:
             return session.store[0]
@@ -172,11 +176,10 @@ class ExtractWidget(QWidget):
         return None
 
     def extract(self, paths: list[Path] | None = None) -> None:
-        """Extract ``paths`` (default: every open prism video) in a worker."""
+        """Extract ``paths`` (default: the project's videos, else the open prism videos) in a
+        worker."""
         if paths is None:
-            paths = [Path(layer.metadata["prism_session"].video_path)
-                     for layer in prism_layers(self.viewer)
-                     if layer.metadata["prism_session"].video_path]
+            paths = self.link.videos()
         store = self.default_store()
         if not paths or store is None:
             notify_error(StoreError("open a video (or choose a folder) to extract features"))
@@ -194,12 +197,17 @@ class ExtractWidget(QWidget):
             if video_id is not None:
                 layer.metadata[STORE_KEY] = str(store)
                 layer.metadata[VIDEO_ID_KEY] = video_id
+        for _, session in self.link.sessions():  # the project's other videos too
+            video_id = result["videos"].get(str(Path(session.video_path or "").resolve()))
+            if session.video_path and video_id is not None:
                 session.set_features(store, video_id)  # remembered when the video reopens
+                session.maybe_autosave(force=True)
         message = f"features {result['key']} of {len(result['videos'])} video(s) in {store}"
         for path, reason in result["failed"]:
             notify_error(PrismError(f"{path}: {reason}"), "extraction")
         self.task.status.setText(message)
         notify_info(message)
+        self.link.stores_changed()  # the Train section lists the new feature set at once
 
     def _browse_store(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Feature store (.zarr folder)")

@@ -21,6 +21,7 @@ from prism_science.errors import LabelError, PrismError
 
 from ._context import notify_error, notify_info
 from ._link import link
+from ._tasks import TaskPanel
 from ._writer import export_session
 
 if TYPE_CHECKING:
@@ -75,6 +76,8 @@ class LabelsIOWidget(QWidget):
         layout.addLayout(row)
         self.fully_labeled = QCheckBox("whole video labeled (frames without a bout are negatives)")
         layout.addWidget(self.fully_labeled)
+        self.task = TaskPanel()
+        layout.addWidget(self.task)
         layout.addStretch(1)
         self.link.on_session_changed(self._update)
         self._update()
@@ -132,22 +135,37 @@ class LabelsIOWidget(QWidget):
         notify_info(f"imported {added} bouts from {Path(path).name}")
         return added
 
-    def export(self, path: str | Path, format: str | None = None) -> Path | None:
-        """Export the current session's labels (the sources ticked below) to ``path``."""
+    def export(
+        self, path: str | Path, format: str | None = None, *, background: bool = False,
+    ) -> Path | None:
+        """Export the current session's labels (the sources ticked below) to ``path``.
+
+        With ``background`` the file is written in a worker (NWB takes seconds) and None is
+        returned; the panel below shows when it is done, a failure is a notification.
+        """
         session = self.link.session
         if session is None:
             return None
         sources: list[str] = [s for s in ("manual", "curated") if self.include[s].isChecked()]
         if self.include["predictions"].isChecked():
             sources += list(session.predictions)
+        args = (session, path, format or self.format.currentData(), tuple(sources),
+                self.fully_labeled.isChecked())
+        if background:
+            self.task.run(_export_task, *args, what=f"exporting {Path(path).name}",
+                          on_result=self._exported)
+            return None
         try:
-            written = export_session(session, path, format or self.format.currentData(),
-                                     tuple(sources), self.fully_labeled.isChecked())
+            written = export_session(*args)
         except (PrismError, OSError) as exc:
             notify_error(exc, "export")
             return None
-        notify_info(f"exported labels to {written}")
+        self._exported(written)
         return written
+
+    def _exported(self, written: Path) -> None:
+        self.task.status.setText(f"exported {written}")
+        notify_info(f"exported labels to {written}")
 
     def _import_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Import labels")
@@ -163,4 +181,12 @@ class LabelsIOWidget(QWidget):
         default = str(stem) + EXPORT_FORMATS[key][1]
         path, _ = QFileDialog.getSaveFileName(self, "Export labels", default)
         if path:
-            self.export(path, key)
+            self.export(path, key, background=True)
+
+
+def _export_task(session, path, format, sources, fully_labeled, *, cancel_event):  # noqa: ANN001
+    """Worker: :func:`export_session` off the GUI thread."""
+    yield 0, 1, f"writing {Path(path).name}"
+    written = export_session(session, path, format, sources, fully_labeled)
+    yield 1, 1, f"wrote {Path(written).name}"
+    return written

@@ -7,6 +7,12 @@ grids, validation split, thresholds and predictions layout in the store, so a pr
 here predicts from the command line and the reverse. The timeline shows the bouts of
 :func:`prism_science.probes.postprocess.binarize_predictions` with the probe's thresholds and
 bout post-processing (the two spin boxes here are the probe's ``postprocess_``).
+
+Behaviors named in words: with features extracted with ``--tokens frame_emb`` (a video-text
+model's per-frame embeddings), "score these behavior names" scores the names typed in the box on
+the current video (:func:`prism_science.pipeline.zero_shot.zero_shot_to_store`, the path of
+``prism-science probe zero-shot``): zero-shot from prompt templates, or through the learned
+prompts of the current probe when it is a ``prompt`` probe (trained with the kind ``prompt``).
 """
 
 from __future__ import annotations
@@ -53,7 +59,7 @@ if TYPE_CHECKING:
 
     from prism_science.labels import LabelTable
 
-__all__ = ["ProbeWidget", "format_metrics", "predict_task", "train_task"]
+__all__ = ["ProbeWidget", "format_metrics", "predict_task", "score_names_task", "train_task"]
 
 
 def train_task(
@@ -98,6 +104,30 @@ def predict_task(
                 results[video_id] = predict_video(probe, store, video_id, key)
     yield len(video_ids), len(video_ids), f"predicted {len(video_ids)} video(s)"
     return {(str(store_path), video_id): found for video_id, found in results.items()}
+
+
+def score_names_task(
+    store_path: Path, video_id: str, key: str | None, behaviors: list[str], probe: Any,
+    model: str | None, name: str, *, cancel_event: threading.Event,
+) -> Generator[Progress, None, dict[tuple[str, str], VideoPrediction]]:
+    """Worker: score behavior names on one video of a store and write them there
+    (:func:`prism_science.pipeline.zero_shot.zero_shot_to_store`).
+
+    ``probe``: a trained prompt probe (its learned prompts), or None (zero-shot templates).
+    Returns (store path, video id) -> :class:`prism_science.pipeline.VideoPrediction`.
+    """
+    from prism_science.pipeline.zero_shot import zero_shot_to_store
+    from prism_science.store import open_store
+
+    how = "the prompt probe's learned prompts" if probe is not None else "prompt templates"
+    yield 0, 1, f"scoring {', '.join(behaviors)} with {how}"
+    with open_store(store_path, mode="a") as store:
+        results = zero_shot_to_store(store, behaviors, name=name, model=model or None,
+                                     probe=probe, video_ids=[video_id], feature_key=key)
+    if cancel_event.is_set():
+        raise TaskCancelled()
+    yield 1, 1, f"scored {len(behaviors)} behavior(s)"
+    return {(str(store_path), v): found for v, found in results.items()}
 
 
 def format_metrics(result: TrainResult) -> str:
@@ -150,6 +180,11 @@ class ProbeWidget(QWidget):
         form.addRow("fill gaps up to (frames)", self.max_gap)
         self.name = QLineEdit(DEFAULT_PREDICTION_NAME)
         form.addRow("prediction name", self.name)
+        self.text_model = QLineEdit("")
+        self.text_model.setPlaceholderText("the features' model")
+        self.text_model.setToolTip("prompt probe and behavior names: the video-text model (name "
+                                   "or weights folder) that extracted the frame_emb features")
+        form.addRow("text model", self.text_model)
         layout.addLayout(form)
         self.use_curated = QCheckBox("use curated labels too")
         self.use_curated.setChecked(True)
@@ -172,6 +207,17 @@ class ProbeWidget(QWidget):
             button = QPushButton(text)
             button.clicked.connect(slot)
             row.addWidget(button)
+        layout.addLayout(row)
+        row = QHBoxLayout()
+        self.behavior_names = QLineEdit("")
+        self.behavior_names.setPlaceholderText("chasing, grooming")
+        self.behavior_names.setToolTip(
+            "behaviors named in words, scored on frame_emb features: zero-shot from prompt "
+            "templates, or with the learned prompts of a prompt probe (new names too)")
+        row.addWidget(self.behavior_names, 1)
+        score = QPushButton("score these behavior names")
+        score.clicked.connect(self.score_names)
+        row.addWidget(score)
         layout.addLayout(row)
         self.metrics = QLabel("")
         self.metrics.setWordWrap(True)
@@ -217,8 +263,9 @@ class ProbeWidget(QWidget):
         return None
 
     def label_tables(self, store_path: Path) -> tuple[dict[str, LabelTable], list[str]]:
-        """Label tables of the open videos with features in ``store_path`` (and, if ticked, of
-        the store's other labeled videos); the names of open labeled videos of other stores.
+        """Label tables of the open videos and the project's other videos with features in
+        ``store_path`` (and, if ticked, of the store's other labeled videos); the names of
+        labeled videos of other stores.
 
         Videos without a bout are left out (with "frames without a bout are negatives" they
         would count as videos where nothing happens).
@@ -230,16 +277,15 @@ class ProbeWidget(QWidget):
         fully = self.fully_labeled.isChecked()
         tables: dict[str, LabelTable] = {}
         elsewhere: list[str] = []
-        for layer in prism_layers(self.viewer):
-            where = self._layer_store(layer)
+        for name, session in self.link.sessions():  # open videos, then the project's others
+            where = session.features
             if where is None:
                 continue
-            table = layer.metadata["prism_session"].to_table(sources, fully_labeled=fully,
-                                                             video_id=where[1])
+            table = session.to_table(sources, fully_labeled=fully, video_id=where[1])
             if not table.intervals:
                 continue
             if Path(where[0]).resolve() != Path(store_path).resolve():
-                elsewhere.append(layer.name)
+                elsewhere.append(name)
                 continue
             tables[where[1]] = table
         if self.store_labels.isChecked():
@@ -274,8 +320,10 @@ class ProbeWidget(QWidget):
         if elsewhere:
             notify_info(f"training on the videos of {store_path}; left out (features in "
                         f"another store): {', '.join(elsewhere)}")
-        params = {"max_epochs": self.epochs.value()}
+        params: dict[str, Any] = {"max_epochs": self.epochs.value()}
         kind = self.kind.currentText()
+        if kind == "prompt" and self.text_model.text().strip():
+            params["text_model"] = self.text_model.text().strip()
         self.task.run(train_task, store_path, tables, key, kind, params, self.postprocess(),
                       what=f"training {kind} probe",
                       on_result=lambda result: self._trained(result, key))
@@ -336,15 +384,47 @@ class ProbeWidget(QWidget):
         self.task.run(predict_task, self.probe, where[0], targets, key, self._name(), True,
                       what="predicting the store", on_result=self._predicted)
 
-    def _predicted(self, result: dict[tuple[str, str], VideoPrediction]) -> None:
-        name = self._name()
-        for layer in prism_layers(self.viewer):
-            where = self._layer_store(layer)
+    def score_names(self) -> None:
+        """Score the behavior names typed in the box on the current video, into its store
+        (``predictions/<name>``) and onto the timeline: with the current probe's learned prompts
+        when it is a prompt probe, else zero-shot (prediction name ``zero-shot``)."""
+        from prism_science.pipeline.zero_shot import DEFAULT_ZERO_SHOT_NAME, parse_behaviors
+        from prism_science.probes import PromptProbe
+
+        layer = self.link.layer
+        where = self._layer_store(layer) if layer is not None else None
+        if where is None:
+            notify_error(StoreError("this video has no features: extract them with the token "
+                                    "mode frame_emb first"), "score behavior names")
+            return
+        try:
+            names = parse_behaviors(self.behavior_names.text())
+        except PrismError as exc:
+            notify_error(exc, "score behavior names")
+            return
+        probe = self.probe if isinstance(self.probe, PromptProbe) else None
+        if probe is not None:
+            probe.postprocess_ = self.postprocess()
+            name, key = self._name(), self.probe_key
+        else:
+            name = DEFAULT_ZERO_SHOT_NAME
+            current = self.key.currentText()
+            key = current if current.endswith("/frame_emb") else None
+        self.task.run(score_names_task, where[0], where[1], key, names, probe,
+                      self.text_model.text().strip() or None, name,
+                      what="scoring behavior names",
+                      on_result=lambda result: self._predicted(result, name))
+
+    def _predicted(self, result: dict[tuple[str, str], VideoPrediction],
+                   name: str | None = None) -> None:
+        name = name or self._name()
+        for _, session in self.link.sessions():  # open videos, then the project's others
+            where = session.features
             if where is None:
                 continue
             found = result.get((str(where[0]), where[1]))
             if found is not None:
-                layer.metadata["prism_session"].set_predictions(
+                session.set_predictions(
                     name, found.behaviors, found.scores, found.thresholds, found.postprocess)
         self.link.timeline.prediction = name
         self.link.timeline.update()

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from prism_science.errors import PrismError, StoreError
-from prism_science.session import LabelingSession
 from prism_science.store import is_store
 
 from ._context import (
@@ -22,6 +21,7 @@ from ._context import (
     VIDEO_EXTENSIONS,
     VIDEO_ID_KEY,
     notify_error,
+    open_store_session,
     video_layer_data,
 )
 from ._lazy_video import LazyVideo
@@ -83,8 +83,7 @@ def read_store(path: str | list[str]) -> list[LayerData]:
             continue
         try:
             video = LazyVideo(video_path)
-            session = LabelingSession.from_store(store_path, info.video_id,
-                                                 timestamps=video.info.timestamps)
+            session = open_store_session(store_path, info.video_id, video.info.timestamps)
             session.features = (store_path, info.video_id)
         except PrismError as exc:
             notify_error(exc, f"video {info.video_id} of {store_path.name}")

@@ -72,8 +72,14 @@ class ReviewWidget(QWidget):
         layout.addLayout(row)
         self.progress = QLabel("")
         layout.addWidget(self.progress)
+        keys = QLabel("Keys on the video: . next bout, Enter accept, Delete (or Backspace) "
+                      "reject. Rejected bouts are crossed out on the timeline.")
+        keys.setWordWrap(True)
+        keys.setStyleSheet("color: gray")
+        layout.addWidget(keys)
         layout.addStretch(1)
         self._session = None
+        self.link.reviewer = self  # the review keys drive this widget
         self.link.on_session_changed(self._follow)
         self._follow()
 

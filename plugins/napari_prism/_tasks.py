@@ -1,15 +1,19 @@
-"""Long work off the GUI thread: a progress bar, a cancel button and error notifications.
+"""Long work off the GUI thread: a progress bar with an ETA, a cancel button and notifications.
 
 A :class:`TaskPanel` runs a generator function in a napari ``thread_worker``. The generator
 yields ``(done, total, message)`` tuples to report progress, may check ``cancel_event`` between
-steps, and returns its result, which is handed to ``on_result`` on the GUI thread. Errors become
-napari notifications carrying the library's message; the viewer never blocks.
+steps, and returns its result, which is handed to ``on_result`` on the GUI thread. Every failure
+becomes a napari error notification carrying the library's message, with the traceback behind
+its *View Traceback* button (:func:`notify_exception`); the viewer never blocks.
+:func:`running_panels` lists the tasks under way, so that closing the viewer can ask first.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+import weakref
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -17,11 +21,55 @@ from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBox
 
 from ._context import notify_error
 
-__all__ = ["Progress", "TaskCancelled", "TaskPanel"]
+__all__ = [
+    "Progress",
+    "TaskCancelled",
+    "TaskPanel",
+    "format_eta",
+    "notify_exception",
+    "running_panels",
+]
 
 logger = logging.getLogger(__name__)
 
 Progress = tuple[int, int, str]
+
+_PANELS: weakref.WeakSet[TaskPanel] = weakref.WeakSet()
+
+
+def running_panels() -> list[TaskPanel]:
+    """The task panels whose task is under way (alive widgets only)."""
+    found = []
+    for panel in list(_PANELS):
+        try:
+            if panel.running:
+                panel.objectName()  # raises when Qt deleted the widget
+                found.append(panel)
+        except RuntimeError:
+            continue
+    return found
+
+
+def notify_exception(exc: BaseException, what: str = "") -> None:
+    """Show a failure as a napari error notification: ``what: message``, and the traceback
+    behind the notification's *View Traceback* button (logged too)."""
+    message = f"{what} failed: {exc}" if what else str(exc)
+    logger.warning("%s", message, exc_info=(type(exc), exc, exc.__traceback__))
+    try:
+        from napari.utils.notifications import ErrorNotification, notification_manager
+    except ImportError:  # outside napari the log has it already
+        return
+    notification = ErrorNotification(exc)
+    notification.message = message
+    notification_manager.dispatch(notification)
+
+
+def format_eta(seconds: float) -> str:
+    """Seconds as ``m:ss`` (or ``h:mm:ss`` from an hour on)."""
+    seconds = max(int(round(seconds)), 0)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 class TaskCancelled(Exception):
@@ -52,6 +100,10 @@ class TaskPanel(QWidget):
         self.worker: Any = None
         self.last_error: BaseException | None = None
         self.last_result: Any = None
+        self.what = ""
+        self._started = 0.0
+        self._first_report: tuple[float, int] | None = None  # (time, done) of the first count
+        _PANELS.add(self)
 
     @property
     def running(self) -> bool:
@@ -84,13 +136,18 @@ class TaskPanel(QWidget):
         self.cancel_event = threading.Event()
         self.last_error = None
         self.last_result = None
+        self.what = what
+        self._started = time.monotonic()
+        self._first_report = None
         worker = create_worker(task, *args, cancel_event=self.cancel_event, _start_thread=False,
                                _ignore_errors=True)
         worker.yielded.connect(self._progress)
         worker.returned.connect(lambda result: self._returned(result, what, on_result))
-        # napari's workers relay errors to its notifications themselves (the library's
-        # message); the panel only records the error and shows it in its status line.
-        worker.errored.connect(lambda exc: self._errored(exc, what, notify=False))
+        # _ignore_errors: napari 0.9 neither raises nor shows a worker's error; the panel
+        # records it, shows it in its status line and as a notification with the traceback.
+        worker.errored.connect(lambda exc: self._errored(exc, what))
+        # quit() stops a generator worker at its next yield: it emits aborted, not returned
+        worker.aborted.connect(lambda: self.status.setText(f"{what}: cancelled"))
         worker.finished.connect(self._finished)
         self.worker = worker
         self.bar.setRange(0, 0)  # busy until the first report
@@ -105,11 +162,38 @@ class TaskPanel(QWidget):
             self.worker.quit()
             self.status.setText("cancelling...")
 
+    def wait(self, timeout: float = 10.0) -> bool:
+        """Process Qt events until the task has finished (at most ``timeout`` seconds);
+        returns whether it finished."""
+        from qtpy.QtWidgets import QApplication
+
+        deadline = time.monotonic() + timeout
+        while self.running and time.monotonic() < deadline:
+            QApplication.processEvents()
+            time.sleep(0.01)
+        return not self.running
+
     def _progress(self, report: Progress) -> None:
         done, total, message = report
-        self.bar.setRange(0, max(int(total), 1))
-        self.bar.setValue(min(int(done), max(int(total), 1)))
-        self.status.setText(message)
+        done, total = int(done), max(int(total), 1)
+        if self.cancel_event.is_set():
+            return  # the status says "cancelling..."
+        self.bar.setRange(0, total)
+        self.bar.setValue(min(done, total))
+        self.status.setText(message + self._eta(done, total))
+
+    def _eta(self, done: int, total: int) -> str:
+        """`` - 40%, about m:ss left``, from the pace since the first progress report (model
+        loading before it is not counted)."""
+        now = time.monotonic()
+        if self._first_report is None or done < self._first_report[1]:
+            self._first_report = (now, done)
+            return f" - {100 * done // total}%" if done else ""
+        start, start_done = self._first_report
+        if done >= total or done == start_done:
+            return f" - {100 * done // total}%"
+        left = (now - start) / (done - start_done) * (total - done)
+        return f" - {100 * done // total}%, about {format_eta(left)} left"
 
     def _returned(self, result: Any, what: str, on_result: Callable[[Any], None] | None) -> None:
         self.last_result = result
@@ -122,15 +206,13 @@ class TaskPanel(QWidget):
             except Exception as exc:  # noqa: BLE001 - shown to the user, the session goes on
                 self._errored(exc, what)
 
-    def _errored(self, exc: BaseException, what: str, notify: bool = True) -> None:
-        if isinstance(exc, TaskCancelled):
+    def _errored(self, exc: BaseException, what: str) -> None:
+        if isinstance(exc, TaskCancelled) or self.cancel_event.is_set():
             self.status.setText(f"{what}: cancelled")
             return
         self.last_error = exc
-        logger.debug("%s failed", what, exc_info=exc)
         self.status.setText(f"{what} failed: {exc}")
-        if notify:
-            notify_error(exc, what)
+        notify_exception(exc, what)
 
     def _finished(self) -> None:
         self.worker = None

@@ -4,10 +4,12 @@ Each behavior has a row: manual labels (solid), curated labels (hatched strip), 
 prediction's probabilities (colour whose opacity is the probability) and, under them, its
 predicted bouts (a thin solid strip: thresholds then the probe's bout post-processing, from
 :meth:`prism_science.session.PredictionTrack.binary`, the bouts ``prism-science probe predict``
-saves). A ruler on top shows frame
-numbers; the current frame is a vertical line. Click or drag on the ruler to move through the
-video; drag on a row with the left button to label frames, with the right button to unlabel them;
-the mouse wheel zooms around the pointer, Shift+wheel pans. Optional extra rows show the frames
+saves). Predicted bouts rejected in review are drawn grey and crossed out; accepted ones are in
+the curated strip. A ruler on top shows frame numbers, and the current frame with its time
+(hh:mm:ss.mmm, from the frame's timestamp); the current frame is a vertical line. A click on the
+ruler or on a row moves to that frame (drag on the ruler to scrub); drag across frames of a row
+with the left button to label them, with the right button to unlabel them; the mouse wheel zooms
+around the pointer, Shift+wheel pans. Optional extra rows show the frames
 suggested for labeling and a text-search similarity curve, drawn on an absolute cosine scale
 (:func:`similarity_axis`) with its matching ranges shaded. Setting them grows the widget so the
 rows fit; in a dock too short for them they are drawn at its bottom edge, over the last rows.
@@ -24,17 +26,20 @@ from prism_science.session import LabelingSession, mask_to_runs
 
 __all__ = ["TimelineWidget", "similarity_axis"]
 
-LABEL_WIDTH = 120
+LABEL_WIDTH = 150
 RULER_HEIGHT = 20
 ROW_HEIGHT = 26
 EXTRA_ROW_HEIGHT = 30
 SEARCH_ROW_HEIGHT = 46
 MIN_FRAMES_VISIBLE = 20
+MAX_MIN_HEIGHT = 200
 # Bands of a behavior row, (offset from the row's top, height) in pixels.
 MANUAL_BAND = (2, 11)
 CURATED_BAND = (13, 4)
 PROBABILITY_BAND = (17, 5)
 PREDICTED_BAND = (22, 3)
+REJECTED_COLOUR = QColor(110, 110, 110)
+REJECTED_CROSS = QColor(230, 60, 60)
 
 
 def similarity_axis(values: np.ndarray) -> tuple[float, float]:
@@ -133,7 +138,9 @@ class TimelineWidget(QWidget):
 
     def _on_session_changed(self) -> None:
         try:
-            self.setMinimumHeight(self.sizeHint().height())
+            # Many behaviors must not squeeze the video: past MAX_MIN_HEIGHT the dock's edge
+            # can be dragged to show every row.
+            self.setMinimumHeight(min(self.sizeHint().height(), MAX_MIN_HEIGHT))
             self.updateGeometry()
             self.update()
         except RuntimeError:  # the dock was closed and Qt deleted the widget: stop listening
@@ -282,6 +289,7 @@ class TimelineWidget(QWidget):
                     offset, height = PREDICTED_BAND
                     for a, b in mask_to_runs(bouts > 0):
                         painter.fillRect(QRectF(x0 + a, top + offset, b - a + 1, height), color)
+                    self._paint_rejected(painter, track.name, behavior.name, f0, f1, top)
             if behavior.name in session.open_bouts:
                 start = session.open_bouts[behavior.name]
                 a, b = sorted((start, self.current_frame))
@@ -300,12 +308,39 @@ class TimelineWidget(QWidget):
         painter.setPen(QPen(QColor(255, 255, 255), 1))
         painter.drawLine(QPointF(x, 0), QPointF(x, self.height()))
 
+    def rejected(self, track: str, behavior: str) -> list[tuple[int, int]]:
+        """(start, end) frames, inclusive, of the bouts of ``behavior`` in prediction
+        ``track`` rejected in review."""
+        assert self.session is not None
+        out = []
+        for key, decision in self.session.review.items():
+            parts = key.rsplit("|", 3)
+            if decision == "rejected" and len(parts) == 4 and parts[:2] == [track, behavior]:
+                out.append((int(parts[2]), int(parts[3])))
+        return out
+
+    def _paint_rejected(
+        self, painter: QPainter, track: str, behavior: str, f0: int, f1: int, top: float,
+    ) -> None:
+        """Rejected bouts: probability and predicted strips grey, crossed out in red."""
+        y, bottom = top + PROBABILITY_BAND[0], top + PREDICTED_BAND[0] + PREDICTED_BAND[1]
+        for start, end in self.rejected(track, behavior):
+            if end < f0 or start >= f1:
+                continue
+            a, b = self.x_of(max(start, f0)), self.x_of(min(end + 1, f1))
+            rect = QRectF(a, y, max(b - a, 1.0), bottom - y)
+            painter.fillRect(rect, REJECTED_COLOUR)
+            painter.fillRect(rect, QBrush(REJECTED_CROSS, Qt.DiagCrossPattern))
+
     def _paint_ruler(self, painter: QPainter, width: int) -> None:
         painter.fillRect(QRectF(0, 0, self.width(), RULER_HEIGHT), QColor(28, 30, 36))
         painter.setPen(QColor(180, 180, 180))
         assert self.session is not None
+        from prism_science.search import format_time
+
+        frame = min(max(self.current_frame, 0), self.session.n_frames - 1)
         painter.drawText(QRectF(4, 0, LABEL_WIDTH - 8, RULER_HEIGHT), Qt.AlignVCenter,
-                         f"frame {self.current_frame}"
+                         f"{frame}  {format_time(self.session.timestamps[frame])}"
                          + (f"  {self.session.subject}" if self.session.subject else ""))
         target_px = 80
         raw = self.view_frames * target_px / max(width, 1)
@@ -414,7 +449,11 @@ class TimelineWidget(QWidget):
         if self._drag is not None and self.session is not None:
             behavior, start, value = self._drag
             self._drag = None
-            self.session.set_range(behavior, start, self.frame_at(event.pos().x()), value)
+            end = self.frame_at(event.pos().x())
+            if end == start:  # a click, not a drag: go there
+                self.frameRequested.emit(start)
+            else:
+                self.session.set_range(behavior, start, end, value)
             self.update()
 
     def wheelEvent(self, event) -> None:  # noqa: N802 - Qt API

@@ -14,7 +14,8 @@ examples:
   prism-science extract videos/ --recursive --out features.zarr
   prism-science extract a.mp4 b.mp4 --out features.h5 --tokens grid --grid 2
   prism-science extract videos/ --out features.zarr --cluster local:4
-  prism-science extract videos/ --out /shared/features.zarr --cluster slurm --slurm-jobs 8
+  prism-science extract videos/ --out /shared/features.zarr --cluster slurm --slurm-jobs 8 \\
+      --slurm-memory 32GB --slurm-time 04:00:00 --slurm-gpus 1 --slurm-directive=--qos=high
   prism-science extract videos/ --out /shared/features.zarr --shard auto   # in sbatch --array
 
 Rerunning the same command resumes: complete videos are skipped, unfinished ones continue from
@@ -95,6 +96,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="recompute and replace features (and records of changed videos)")
     r.add_argument("--chunk-frames", type=_positive, default=None,
                    help="frames per stored chunk (default 256)")
+    r.add_argument("--frames-per-file", type=_positive, default=None, metavar="N",
+                   help="Zarr: frames per stored file, a Zarr shard of whole chunks (default "
+                   "8192, about 40 files per hour of 30 fps video); --chunk-frames's value: one "
+                   "file per chunk")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     c = p.add_argument_group("distributed (Dask; Zarr stores only)")
     c.add_argument("--cluster", default=None, metavar="SPEC",
@@ -102,9 +107,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "scheduler) or slurm (dask-jobqueue)")
     c.add_argument("--workers-per-gpu", type=_positive, default=1,
                    help="worker processes sharing one GPU")
-    c.add_argument("--task-frames", type=_positive, default=4096,
-                   help="longer videos are split into tasks (and shard units) of about this "
-                   "many frames")
+    c.add_argument("--task-frames", type=_positive, default=8192,
+                   help="longer videos are split into tasks (and --shard units) of about this "
+                   "many frames, rounded down to whole files (--frames-per-file)")
     c.add_argument("--worker-timeout", type=_seconds, default=None, metavar="SECONDS",
                    help="stop when no Dask worker has joined (or all are gone) for this long; "
                    "0 waits forever (default 60, slurm 3600)")
@@ -112,14 +117,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="run shard i of N (0-based) of the work in this process, with no "
                    "coordinator; auto: this task of a Slurm job array ($SLURM_ARRAY_TASK_ID of "
                    "$SLURM_ARRAY_TASK_COUNT). Not with --cluster")
-    c.add_argument("--slurm-jobs", type=_positive, default=None,
-                   help="SLURM jobs to start (env PRISM_SLURM_JOBS, default 1)")
+    s = p.add_argument_group(
+        "Slurm (--cluster slurm; your jobqueue.yaml applies, these override it)")
+    s.add_argument("--slurm-jobs", type=_positive, default=None,
+                   help="most Slurm jobs at once (adaptive; env PRISM_SLURM_JOBS, default 1)")
+    s.add_argument("--slurm-min-jobs", type=int, default=None,
+                   help="fewest jobs kept while work remains (env PRISM_SLURM_MIN_JOBS, "
+                   "default 1)")
     for name, help_text in (
-        ("queue", "partition"), ("account", "account"), ("walltime", "e.g. 04:00:00"),
-        ("memory", "e.g. 32GB"), ("cores", "CPU cores per job"), ("gpus", "GPUs per job"),
+        ("queue", "partition"), ("account", "account"),
+        ("memory", "memory per job with a unit, e.g. 32GB"),
+        ("cores", "CPU cores per job (default: your config, else 1 per worker process)"),
+        ("gpus", "GPUs per job; one worker process per GPU (x --workers-per-gpu)"),
     ):
-        c.add_argument(f"--slurm-{name}", default=None,
-                       help=f"SLURM {help_text} (env PRISM_SLURM_{name.upper()})")
+        s.add_argument(f"--slurm-{name}", default=None,
+                       help=f"{help_text} (env PRISM_SLURM_{name.upper()})")
+    s.add_argument("--slurm-walltime", "--slurm-time", dest="slurm_walltime", default=None,
+                   help="time limit per job as sbatch --time takes it, e.g. 04:00:00 or "
+                   "1-00:00:00 (env PRISM_SLURM_WALLTIME)")
+    s.add_argument("--slurm-lifetime", default=None, metavar="DURATION",
+                   help="workers retire after this long, e.g. 230m or 03:50:00 (0: never); "
+                   "default: the walltime less a tenth (at least 5 min)")
+    s.add_argument("--slurm-lifetime-stagger", default=None, metavar="DURATION",
+                   help="random spread of worker lifetimes, e.g. 4m (default: a twentieth of "
+                   "the walltime, at most 5 min)")
+    s.add_argument("--slurm-directive", action="append", default=None, metavar="OPTION",
+                   dest="slurm_directives",
+                   help="an extra #SBATCH line, e.g. --slurm-directive=--qos=high or "
+                   "--slurm-directive constraint=a100 (-- added); repeat for more")
+    s.add_argument("--slurm-log-dir", default=None, metavar="FOLDER",
+                   help="where the jobs' slurm-*.out/.err logs go (env PRISM_SLURM_LOG_DIR)")
     p.set_defaults(func=run)
 
 
@@ -127,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the extraction; print the report. Returns 0, 1 (some videos failed) or 2."""
     from prism_science.errors import PrismError
     from prism_science.extraction import ExtractOptions, run_extraction
+    from prism_science.extraction.cluster import SLURM_OPTIONS
     from prism_science.extraction.windows import WindowParams
 
     if args.cluster and not getattr(args, "verbose", False):
@@ -139,13 +167,14 @@ def run(args: argparse.Namespace) -> int:
         options = ExtractOptions(
             model=args.model, params=params, device=args.device, batch_size=args.batch_size,
             overwrite=args.overwrite, format=args.format, chunk_frames=args.chunk_frames,
+            shard_frames=args.frames_per_file,
             progress=not args.no_progress, threads=args.threads,
         )
         cluster_options = {
             "workers_per_gpu": args.workers_per_gpu,
             "worker_timeout": args.worker_timeout,
-            "slurm": {k: getattr(args, f"slurm_{k}") for k in
-                      ("jobs", "queue", "account", "walltime", "memory", "cores", "gpus")},
+            "slurm": {**{k: getattr(args, f"slurm_{k}") for k in SLURM_OPTIONS},
+                      "directives": args.slurm_directives or []},
         }
         if args.shard is None and os.environ.get("SLURM_ARRAY_TASK_ID"):
             logging.getLogger(__name__).info(

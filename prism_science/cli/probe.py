@@ -1,4 +1,5 @@
-"""The ``probe`` command: ``train``, ``predict`` and ``evaluate`` behavior probes on a store."""
+"""The ``probe`` command: ``train``, ``predict``, ``evaluate`` and ``suggest`` behavior probes on a
+store, and ``zero-shot`` scoring of behaviors named in words."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ def _csv(text: str) -> list[str]:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``probe train|predict|evaluate``."""
+    """Add ``probe train|predict|evaluate|zero-shot|suggest``."""
     parser = subparsers.add_parser(
         "probe",
         help="train, apply and evaluate behavior probes on stored features",
@@ -32,7 +33,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--store", required=True, help="feature store (Zarr folder or .h5)")
     train.add_argument("--labels", required=True, help="label set name, e.g. manual")
     train.add_argument("--kind", default="linear",
-                       choices=("linear", "mlp", "attention", "temporal"))
+                       choices=("linear", "mlp", "attention", "temporal", "prompt", "map"),
+                       help="probe kind; prompt: learned prompts through a video-text model's "
+                       "text tower, on --tokens frame_emb features (docs/prompt_probes.md); "
+                       "map: the paper's probe, the official MAP pooler over all tokens "
+                       "(docs/probes.md)")
+    train.add_argument("--text-model", default=None,
+                       help="--kind prompt: the video-text model (name or weights folder) that "
+                       "extracted the features (default: the one their provenance names)")
     train.add_argument("--out", required=True, type=Path, help="probe folder to write")
     train.add_argument("--features", default=None, help="feature key (default: the only one)")
     train.add_argument("--video-id", nargs="+", default=None, help="videos (default: all)")
@@ -42,8 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="fraction of the videos (of one video: of its 5 stretches of time) "
                        "held out for the validation figures and thresholds; 0: none "
                        "(default 0.2)")
-    train.add_argument("--class-weight", choices=("none", "balanced"), default="balanced",
-                       help="weight positives of rare behaviors up (default balanced)")
+    train.add_argument("--class-weight", choices=("none", "balanced"), default=None,
+                       help="weight positives of rare behaviors up (default balanced; none for "
+                       "--kind map, as in the paper)")
     train.add_argument("--focal-gamma", type=float, default=0.0, help="focal loss exponent")
     train.add_argument("--max-epochs", type=int, default=None)
     train.add_argument("--learning-rate", type=float, default=None)
@@ -52,6 +61,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--max-gap", type=int, default=0,
                        help="fill gaps of at most this many frames between predicted bouts")
     train.add_argument("--seed", type=int, default=0)
+    paper = train.add_argument_group(
+        "--kind map (the paper's protocol: AdamW, cosine LR from 5e-5, fixed epochs)")
+    paper.add_argument("--heads", type=int, default=None,
+                       help="pooler heads (default: the features' model's, else 12)")
+    paper.add_argument("--dropout", type=float, default=None,
+                       help="dropout on the pooled vector (default 0.5)")
+    paper.add_argument("--loss", choices=("ce", "eql"), default=None,
+                       help="multi-class loss: softmax cross-entropy or equalization loss "
+                       "(KABR); default ce")
+    paper.add_argument("--eql-lambda", type=float, default=None,
+                       help="--loss eql: classes rarer than this fraction count as rare "
+                       "(default 0.05)")
+    paper.add_argument("--multiclass", action="store_true",
+                       help="softmax over the behaviors (one per frame; frames with none are "
+                       "left out) instead of one sigmoid per behavior")
+    paper.add_argument("--batch-size", type=int, default=None, help="default 32")
+    paper.add_argument("--weight-decay", type=float, default=None, help="default 1e-4")
+    paper.add_argument("--warmup-fraction", type=float, default=None,
+                       help="fraction of the steps of linear warm-up (default 0)")
     train.set_defaults(func=run_train)
 
     predict = sub.add_parser(
@@ -83,6 +111,41 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           help="IoU thresholds of the bout F1")
     evaluate.set_defaults(func=run_evaluate)
 
+    zero = sub.add_parser(
+        "zero-shot", help="score behaviors named in words, with no label (or a prompt probe)",
+        description="Score every frame for behaviors named in words: each name is put in "
+        "prompt templates, encoded by the video-text model's text tower and compared with the "
+        "frames' embeddings (features extracted with --tokens frame_emb); several templates "
+        "are averaged (a prompt ensemble). With --probe, a trained prompt probe's learned "
+        "prompts score the names, trained on or not. Writes predictions/<name>/scores and "
+        "/binary and the label set predicted/<name>, like `probe predict`.",
+    )
+    zero.add_argument("--store", required=True, help="feature store with frame_emb features")
+    zero.add_argument("--behaviors", required=True,
+                      help='comma-separated behavior names, e.g. "chasing,grooming"')
+    zero.add_argument("--template", action="append", default=None,
+                      help='prompt template with {} for the name (repeat for an ensemble; '
+                      'default: "a video of {}.", "a mouse {}.", "an animal {}.")')
+    zero.add_argument("--background", action="append", default=[],
+                      help="text of what else happens (joins the softmax, not written); "
+                      "needed with a single behavior")
+    zero.add_argument("--probe", type=Path, default=None,
+                      help="a trained prompt probe folder (its learned prompts, not templates)")
+    zero.add_argument("--model", default=None,
+                      help="video-text model that extracted the features (default: the one "
+                      "their provenance names)")
+    zero.add_argument("--name", default=None,
+                      help="prediction set name (default: zero-shot, or the probe's folder)")
+    zero.add_argument("--features", default=None, help="feature key (default: <model>/frame_emb)")
+    zero.add_argument("--video-id", nargs="+", default=None)
+    zero.add_argument("--temperature", type=float, default=0.07,
+                      help="softmax temperature of zero-shot scores (default 0.07)")
+    zero.add_argument("--threshold", type=float, default=0.5,
+                      help="zero-shot score at which a behavior is on (default 0.5)")
+    zero.add_argument("--min-bout", type=int, default=None)
+    zero.add_argument("--max-gap", type=int, default=None)
+    zero.set_defaults(func=run_zero_shot)
+
     suggest = sub.add_parser(
         "suggest", help="suggest frames or bouts to label next (active learning)",
         description="Rank unlabeled frames by the uncertainty of stored predictions, spread out "
@@ -106,12 +169,34 @@ def run_train(args: argparse.Namespace) -> int:
     from prism_science.pipeline import save_trained_probe, train_probe
     from prism_science.store import open_store
 
-    params: dict = {"focal_gamma": args.focal_gamma,
-                    "class_weight": None if args.class_weight == "none" else "balanced"}
+    class_weight = args.class_weight or ("none" if args.kind == "map" else "balanced")
+    params: dict = {"class_weight": None if class_weight == "none" else "balanced"}
+    if args.kind != "map":
+        params["focal_gamma"] = args.focal_gamma
+    elif args.focal_gamma:
+        print("error: --focal-gamma is not an option of --kind map (use --loss eql for "
+              "imbalanced multi-class data)", file=sys.stderr)
+        return 2
     for name in ("max_epochs", "learning_rate"):
         value = getattr(args, name)
         if value is not None:
             params[name] = value
+    map_options = {"heads": "n_heads", "dropout": "dropout", "loss": "loss",
+                   "eql_lambda": "eql_lambda", "batch_size": "batch_size",
+                   "weight_decay": "weight_decay", "warmup_fraction": "warmup_fraction",
+                   "multiclass": "multiclass"}
+    given = {flag: value for flag in map_options
+             if (value := getattr(args, flag)) not in (None, False)}
+    if given and args.kind != "map":
+        flags = ", ".join("--" + flag.replace("_", "-") for flag in sorted(given))
+        print(f"error: {flags}: options of --kind map only", file=sys.stderr)
+        return 2
+    params.update({map_options[flag]: value for flag, value in given.items()})
+    if args.text_model is not None:
+        if args.kind != "prompt":
+            print("error: --text-model is for --kind prompt", file=sys.stderr)
+            return 2
+        params["text_model"] = args.text_model
     try:
         with open_store(args.store, mode="r") as store:
             result = train_probe(
@@ -149,6 +234,39 @@ def run_predict(args: argparse.Namespace) -> int:
         with open_store(args.store, mode="r+") as store:
             results = predict_to_store(probe, store, name, args.video_id, args.features,
                                        probe_dir=args.probe)
+    except PrismError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for video_id, prediction in results.items():
+        counts = ", ".join(f"{b}={int(c)}" for b, c in
+                           zip(prediction.behaviors, prediction.binary.sum(0), strict=True))
+        print(f"{video_id}: {len(prediction.binary)} frames -> {PREDICTIONS}/{name} "
+              f"({counts} frames on)")
+    return 0
+
+
+def run_zero_shot(args: argparse.Namespace) -> int:
+    """Score named behaviors (templates or a prompt probe) into the store."""
+    from prism_science.errors import PrismError
+    from prism_science.pipeline import PREDICTIONS, default_prediction_name, load_trained_probe
+    from prism_science.pipeline.zero_shot import (
+        DEFAULT_TEMPLATES,
+        DEFAULT_ZERO_SHOT_NAME,
+        zero_shot_to_store,
+    )
+    from prism_science.store import open_store
+
+    try:
+        probe = load_trained_probe(args.probe) if args.probe is not None else None
+        name = args.name or (default_prediction_name(args.probe) if probe is not None
+                             else DEFAULT_ZERO_SHOT_NAME)
+        with open_store(args.store, mode="r+") as store:
+            results = zero_shot_to_store(
+                store, args.behaviors, name=name, model=args.model,
+                templates=args.template or DEFAULT_TEMPLATES, background=args.background,
+                probe=probe, video_ids=args.video_id, feature_key=args.features,
+                temperature=args.temperature, threshold=args.threshold,
+                min_bout=args.min_bout, max_gap=args.max_gap)
     except PrismError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -11,10 +11,18 @@ Definitions
 - average precision (AP): area under the precision-recall step curve,
   ``sum_n (R_n - R_{n-1}) P_n`` (scikit-learn's ``average_precision_score``); mAP = mean over
   behaviors with at least one labeled positive.
+- interpolated AP (AVA / PASCAL VOC 2010+, :func:`interpolated_average_precision`): samples
+  ranked by score (each one a rank, ties in input order, as AVA's ``compute_precision_recall``);
+  precision made non-increasing, ``P_interp(r) = max_{r' >= r} P(r')``, and summed over the
+  points where recall changes, ``sum_n (R_n - R_{n-1}) P_interp(R_n)`` -- the AP of AVA's
+  ``object_detection_evaluation`` and so of ChimpACT's frame-mAP (with ground-truth boxes every
+  box is one sample). Never below the step AP.
 - precision = TP / (TP + FP), recall = TP / (TP + FN), F1 = 2PR / (P + R); 0 when the
   denominator is 0 and the behavior has labeled positives, NaN when it has none.
 - macro accuracy (KABR): mean over classes of the per-class accuracy (recall of that class) of
-  a single-label prediction; equals scikit-learn's ``balanced_accuracy_score``.
+  a single-label prediction; equals scikit-learn's ``balanced_accuracy_score``. KABR's
+  prediction is the top-1 class (the argmax of the scores, no threshold):
+  :func:`top1_macro_accuracy`.
 - bout F1 at IoU t: bouts are maximal runs of 1; a predicted and a true bout of the same behavior
   match when their temporal IoU >= t, each bout matched at most once (greedy by IoU); precision =
   matches / predicted bouts, recall = matches / true bouts. Predictions on unlabeled frames are
@@ -36,10 +44,12 @@ __all__ = [
     "average_precision",
     "bout_f1",
     "confusion_matrix",
+    "interpolated_average_precision",
     "macro_accuracy",
     "mean_average_precision",
     "precision_recall_curves",
     "precision_recall_f1",
+    "top1_macro_accuracy",
 ]
 
 
@@ -85,9 +95,65 @@ def average_precision(y_true: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return out
 
 
-def mean_average_precision(y_true: np.ndarray, scores: np.ndarray) -> float:
-    """mAP: mean of :func:`average_precision` over behaviors with labeled positives (or NaN)."""
-    ap = average_precision(y_true, scores)
+def _interpolated_ap(truth: np.ndarray, scores: np.ndarray) -> float:
+    """AVA's ``compute_precision_recall`` + ``compute_average_precision`` for one class."""
+    order = np.argsort(-scores, kind="stable")  # ties keep their input order
+    hits = truth[order].astype(np.float64)
+    tp = np.cumsum(hits)
+    precision = tp / np.arange(1, len(hits) + 1)
+    recall = tp / hits.sum()
+    recall = np.concatenate([[0.0], recall, [1.0]])
+    precision = np.concatenate([[0.0], precision, [0.0]])
+    precision = np.maximum.accumulate(precision[::-1])[::-1]  # max precision at recall >= r
+    changes = np.flatnonzero(recall[1:] != recall[:-1]) + 1
+    return float(np.sum((recall[changes] - recall[changes - 1]) * precision[changes]))
+
+
+def interpolated_average_precision(y_true: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Per-behavior interpolated AP (AVA / PASCAL VOC 2010+) over labeled frames.
+
+    The definition of the module docstring: ChimpACT's (AVA) frame-mAP is the mean of these.
+
+    Parameters
+    ----------
+    y_true : np.ndarray
+        ``(N, K)`` int in {-1, 0, 1} (or ``(N,)`` for one behavior); -1 cells are left out.
+    scores : np.ndarray
+        ``(N, K)`` float scores (NaN counts as 0).
+
+    Returns
+    -------
+    np.ndarray
+        ``(K,)`` float64; NaN for a behavior without a labeled positive.
+    """
+    y_true, scores = _check_pair(y_true, scores, "scores")
+    out = np.full(y_true.shape[1], np.nan)
+    for k in range(y_true.shape[1]):
+        labeled = y_true[:, k] >= 0
+        truth = y_true[labeled, k] == 1
+        if not truth.any():
+            continue
+        column = np.nan_to_num(np.asarray(scores[labeled, k], np.float64), nan=0.0)
+        out[k] = _interpolated_ap(truth, column)
+    return out
+
+
+def mean_average_precision(y_true: np.ndarray, scores: np.ndarray,
+                           interpolated: bool = False) -> float:
+    """mAP: mean of :func:`average_precision` over behaviors with labeled positives (or NaN).
+
+    Parameters
+    ----------
+    y_true, scores : np.ndarray
+        As in :func:`average_precision`.
+    interpolated : bool
+        Average :func:`interpolated_average_precision` instead (AVA frame-mAP, ChimpACT).
+
+    Returns
+    -------
+    float
+    """
+    ap = (interpolated_average_precision if interpolated else average_precision)(y_true, scores)
     return float(np.nanmean(ap)) if np.isfinite(ap).any() else float("nan")
 
 
@@ -174,6 +240,58 @@ def macro_accuracy(
     truth, pred = y_true[keep], y_pred[keep]
     recalls = [np.mean(pred[truth == c] == c) for c in np.unique(truth)]
     return float(np.mean(recalls))
+
+
+def top1_macro_accuracy(
+    y_true: np.ndarray, scores: np.ndarray, unlabeled: int = -1
+) -> float:
+    """KABR's macro accuracy: the top-1 class (argmax of ``scores``) per sample, no threshold,
+    then the mean over the classes present in the truth of their recall.
+
+    Parameters
+    ----------
+    y_true : np.ndarray
+        ``(N,)`` int class index per sample (``unlabeled`` = left out), or an ``(N, K)``
+        frames x behaviors matrix in {-1, 0, 1} with one behavior per frame (rows without
+        exactly one positive are left out).
+    scores : np.ndarray
+        ``(N, K)`` float scores; column k is class k.
+    unlabeled : int
+        Marker of unlabeled samples in a 1-D ``y_true``.
+
+    Returns
+    -------
+    float
+        In [0, 1]; NaN when no sample is labeled.
+
+    Raises
+    ------
+    PrismError
+        The shapes disagree, or a class index is outside the K columns of ``scores``.
+    """
+    scores = np.asarray(scores, np.float64)
+    y_true = np.asarray(y_true)
+    if scores.ndim != 2 or len(scores) != len(y_true):
+        raise PrismError(
+            f"scores have shape {scores.shape} for {len(y_true)} labels; expected (N, K) with "
+            "one row per labeled sample. Check that both cover the same frames."
+        )
+    if y_true.ndim == 2:
+        if y_true.shape != scores.shape:
+            raise PrismError(f"y_true has shape {y_true.shape} but scores {scores.shape}; "
+                             "expected the same frames x behaviors.")
+        single = (y_true == 1).sum(1) == 1
+        truth = np.where(single, np.argmax(y_true == 1, axis=1), unlabeled)
+    else:
+        truth = y_true.reshape(-1).astype(np.int64)
+    keep = truth != unlabeled
+    if ((truth[keep] < 0) | (truth[keep] >= scores.shape[1])).any():
+        raise PrismError(
+            f"y_true holds class indices outside 0..{scores.shape[1] - 1} (the score columns); "
+            "map class names to the score columns first."
+        )
+    prediction = np.argmax(np.nan_to_num(scores, nan=-np.inf), axis=1)
+    return macro_accuracy(truth, prediction, unlabeled=unlabeled)
 
 
 def confusion_matrix(

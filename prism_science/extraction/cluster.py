@@ -2,24 +2,31 @@
 
 The coordinator (the process running ``prism-science extract --cluster ...``) records every
 video and creates its feature arrays first; then each task -- one video, or for a long video a
-frame range made of whole chunks -- runs on a worker that writes only its own chunks and their
-done markers. Two tasks never share a chunk, and each marker is a separate Zarr chunk, so
-workers never write the same file. Paths are resolved before they are sent: the store and the
-videos must be on a filesystem every worker sees at the same path (a worker that cannot see
-them says so). Completion is not decided here: the coordinator reads the markers afterwards
-(:func:`prism_science.extraction.jobs.settle_videos`). A worker that dies is replaced and its
-task rerun by Dask (the rerun rewrites the same chunks with the same values); results are
+frame range made of whole shard files -- runs on a worker that writes only its own shards and
+their done markers. Two tasks never share a shard, and the markers of each shard are a file of
+their own, so workers never write the same file. Paths are resolved before they are sent: the
+store and the videos must be on a filesystem every worker sees at the same path (a worker that
+cannot see them says so). Completion is not decided here: the coordinator reads the markers
+afterwards (:func:`prism_science.extraction.jobs.settle_videos`). A worker that dies is replaced
+and its task rerun by Dask (the rerun rewrites the same chunks with the same values); results are
 released as they arrive, so a finished task is never recomputed. Losing the scheduler, Ctrl-C,
 or no worker for ``worker_timeout`` seconds end the run with a message in the report. HDF5
 stores cannot be used: they take one writer at a time.
 
 GPU workers declare the resource ``{"GPU": 1}`` and tasks ask for it, so one task runs per GPU
-slot; ``--workers-per-gpu K`` starts K worker processes per GPU. Needs the ``[cluster]`` extra
-(``dask[distributed]``, ``dask-jobqueue`` for SLURM).
+slot; ``--workers-per-gpu K`` starts K worker processes per GPU, and each worker process claims
+one GPU of its own ``CUDA_VISIBLE_DEVICES`` (:func:`claim_gpu`).
+
+Slurm (dask-jobqueue) keeps the lab's Dask/jobqueue configuration and lets flags override single
+settings (:func:`slurm_cluster_kwargs`, which checks memory and time units before anything is
+submitted); jobs scale adaptively between a minimum and a maximum, workers retire before the
+walltime (``--lifetime``), and an ``sbatch`` refusal ends the run with sbatch's message. Needs
+the ``[cluster]`` extra (``dask[distributed]``, ``dask-jobqueue`` for Slurm).
 """
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
 import contextlib
 import dataclasses
@@ -27,9 +34,10 @@ import logging
 import os
 import re
 import socket
+import tempfile
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,9 +50,12 @@ if TYPE_CHECKING:
 __all__ = [
     "ClusterError",
     "check_cluster_spec",
+    "claim_gpu",
     "default_worker_timeout",
     "extract_task",
     "make_client",
+    "parse_memory",
+    "parse_walltime",
     "plan_tasks",
     "run_distributed",
     "slurm_cluster_kwargs",
@@ -66,17 +77,123 @@ def _import_distributed() -> Any:
     return distributed
 
 
+SLURM_OPTIONS = ("jobs", "min_jobs", "queue", "account", "walltime", "memory", "cores", "gpus",
+                 "lifetime", "lifetime_stagger", "log_dir")
+"""Single-valued Slurm options (flag ``--slurm-<name>``, variable ``PRISM_SLURM_<NAME>``);
+``directives`` (a list of extra ``#SBATCH`` lines) comes on top."""
+
+_GPU_DIRECTIVE = re.compile(r"^(--gres=(\S*,)?gpu|--gpus|--gpus-per-node|--gpus-per-task|-G)\b")
+
+
+def parse_memory(text: str, what: str = "--slurm-memory") -> int:
+    """Bytes of a memory amount with a unit (``32GB``, ``32G``, ``31GiB``, ``32000MB``).
+
+    Raises
+    ------
+    ClusterError
+        A number without a unit (Dask would read ``32000`` as 32000 bytes), text that is not an
+        amount, or less than 512 MB (too little for a worker that loads a model).
+    """
+    text = str(text).strip()
+    if re.fullmatch(r"\d+(\.\d*)?", text):
+        number = float(text)
+        guess = f"{number / 1000:g}GB" if number >= 1000 else f"{number:g}GB"
+        raise ClusterError(f"{what} {text}: {text} what? say {guess} (or {number:g}MB); "
+                           "a number without a unit would be bytes")
+    from dask.utils import parse_bytes
+
+    try:
+        value = int(parse_bytes(text))
+    except (ValueError, TypeError) as exc:
+        raise ClusterError(f"{what} {text!r}: expected an amount with a unit, e.g. 32GB, 32G, "
+                           "512MB") from exc
+    if value < 512 * 10**6:
+        raise ClusterError(f"{what} {text}: {value} bytes is too little for a worker that loads "
+                           "a model; give at least 1GB, e.g. 16GB")
+    return value
+
+
+def parse_walltime(text: str, what: str = "--slurm-walltime") -> int:
+    """Seconds of a Slurm time limit: ``MM``, ``MM:SS``, ``HH:MM:SS``, ``D-HH``, ``D-HH:MM`` or
+    ``D-HH:MM:SS`` (as ``sbatch --time`` takes it).
+
+    Raises
+    ------
+    ClusterError
+        Any other text (``4h``, ``04:00``-with-letters, ...), or zero.
+    """
+    text = str(text).strip()
+    match = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text)
+    if match is None:
+        raise ClusterError(
+            f"{what} {text!r}: not a Slurm time; use MM, HH:MM:SS or D-HH:MM:SS, e.g. 04:00:00 "
+            "for four hours or 1-00:00:00 for a day")
+    days, a, b, c = match.groups()
+    parts = [int(x) for x in (a, b, c) if x is not None]
+    if days is not None:  # D-HH, D-HH:MM, D-HH:MM:SS
+        h, m, s = (parts + [0, 0])[:3]
+        seconds = int(days) * 86400 + h * 3600 + m * 60 + s
+    elif len(parts) == 1:  # minutes
+        seconds = parts[0] * 60
+    elif len(parts) == 2:  # minutes:seconds
+        seconds = parts[0] * 60 + parts[1]
+    else:
+        seconds = parts[0] * 3600 + parts[1] * 60 + parts[2]
+    if seconds <= 0:
+        raise ClusterError(f"{what} {text!r}: the time limit must be more than zero, e.g. "
+                           "04:00:00")
+    return seconds
+
+
+def parse_duration(text: str, what: str) -> int:
+    """Seconds of ``90s``, ``55m``, ``2h`` or a Slurm time (see :func:`parse_walltime`); 0 for
+    ``0``."""
+    text = str(text).strip()
+    if text == "0":
+        return 0
+    match = re.fullmatch(r"(\d+)\s*([smh])", text)
+    if match:
+        return int(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2)]
+    try:
+        return parse_walltime(text, what)
+    except ClusterError:
+        raise ClusterError(f"{what} {text!r}: expected a duration such as 55m, 90s, 2h or "
+                           "HH:MM:SS (0: none)") from None
+
+
+def default_lifetime(walltime: int) -> tuple[int, int]:
+    """``(lifetime, stagger)`` seconds: workers retire before a job's walltime kills them.
+
+    Lifetime is the walltime less a margin of a tenth (at least 5 minutes, at most half the
+    walltime); stagger is a twentieth (at most 5 minutes), so no worker outlives its job.
+    """
+    margin = min(max(300, walltime // 10), walltime // 2)
+    return walltime - margin, min(300, walltime // 20)
+
+
+def _jobqueue_config(name: str) -> Any:
+    import dask
+
+    return dask.config.get(f"jobqueue.slurm.{name}", default=None)
+
+
 def slurm_cluster_kwargs(
     options: Mapping[str, Any], environ: Mapping[str, str] | None = None,
     workers_per_gpu: int = 1,
-) -> tuple[dict[str, Any], int]:
-    """Arguments of ``dask_jobqueue.SLURMCluster`` from flags, then ``PRISM_SLURM_*`` variables.
+) -> tuple[dict[str, Any], tuple[int, int]]:
+    """Arguments of ``dask_jobqueue.SLURMCluster``: the lab's Dask config, overridden by flags.
+
+    The lab's ``jobqueue.yaml`` (or ``DASK_JOBQUEUE__SLURM__*`` variables, or ``dask.config``)
+    stays in force for everything the user did not give; a flag (or ``PRISM_SLURM_<NAME>``)
+    overrides its one setting. Extra ``#SBATCH`` directives and worker arguments add to the
+    config's lists; ``gpus`` adds ``--gres=gpu:N`` unless a directive already asks for GPUs.
+    Memory and time values are checked here, before anything is submitted.
 
     Parameters
     ----------
     options : mapping
-        ``jobs``, ``queue``, ``account``, ``walltime``, ``memory``, ``cores``, ``gpus`` (None:
-        not given; the environment variable ``PRISM_SLURM_<NAME>`` is used instead).
+        Any of :data:`SLURM_OPTIONS` (None: not given) and ``directives`` (list of str, e.g.
+        ``["--qos=high", "--constraint=a100"]``).
     environ : mapping, optional
         Default ``os.environ``.
     workers_per_gpu : int
@@ -84,36 +201,124 @@ def slurm_cluster_kwargs(
 
     Returns
     -------
-    (dict, int)
-        SLURMCluster keyword arguments, and the number of jobs to start.
+    (dict, (int, int))
+        SLURMCluster keyword arguments, and the fewest and most jobs for adaptive scaling.
+
+    Raises
+    ------
+    ClusterError
+        A count that is not an integer, a memory without a unit, a time Slurm would refuse, a
+        worker lifetime not ending before the walltime, or fewer maximum than minimum jobs.
     """
+    try:
+        import dask_jobqueue  # noqa: F401 - registers the jobqueue defaults in dask.config
+    except ImportError as exc:  # pragma: no cover - the [cluster] extra is missing
+        raise ClusterError("--cluster slurm needs dask-jobqueue: pip install "
+                           "'prism-science[cluster]'") from exc
     environ = os.environ if environ is None else environ
 
-    def get(name: str, default: Any = None) -> Any:
+    def get(name: str) -> Any:
         value = options.get(name)
         if value is None:
             value = environ.get(f"PRISM_SLURM_{name.upper()}")
-        return default if value in (None, "") else value
+        return None if value in (None, "") else value
 
-    try:
-        jobs, cores, gpus = int(get("jobs", 1)), int(get("cores", 4)), int(get("gpus", 0))
-    except ValueError as exc:
-        raise ClusterError(f"SLURM jobs, cores and gpus must be integers ({exc})") from exc
-    processes = max(1, gpus * workers_per_gpu)
-    kwargs: dict[str, Any] = {
-        "cores": max(cores, processes),
-        "processes": processes,
-        "memory": str(get("memory", "16GB")),
-        "walltime": str(get("walltime", "04:00:00")),
-        "job_name": "prism-extract",
-    }
+    def integer(name: str, default: int) -> int:
+        value = get(name)
+        try:
+            number = default if value is None else int(value)
+        except ValueError as exc:
+            raise ClusterError(f"--slurm-{name.replace('_', '-')} {value!r}: expected a whole "
+                               "number") from exc
+        if number < (0 if name in ("gpus", "min_jobs") else 1):
+            raise ClusterError(f"--slurm-{name.replace('_', '-')} {value!r}: too small")
+        return number
+
+    max_jobs, min_jobs, gpus = integer("jobs", 1), integer("min_jobs", 1), integer("gpus", 0)
+    if min_jobs > max_jobs:
+        raise ClusterError(f"--slurm-min-jobs {min_jobs} is more than --slurm-jobs {max_jobs} "
+                           "(the most jobs); raise --slurm-jobs or lower --slurm-min-jobs")
+    kwargs: dict[str, Any] = {}
+    if _jobqueue_config("name") in (None, "dask-worker"):
+        kwargs["job_name"] = "prism-extract"
+    processes = _jobqueue_config("processes")
+    if gpus:
+        processes = gpus * workers_per_gpu
+        kwargs["processes"] = processes
+    if get("cores") is not None:
+        kwargs["cores"] = max(integer("cores", 1), processes or 1)
+    elif _jobqueue_config("cores") is None:
+        # One core per worker process: a bigger default can leave jobs pending forever on
+        # small nodes. CPU extraction wants more: --slurm-cores or the lab's jobqueue.yaml.
+        kwargs["cores"] = processes or 1
+    elif processes and int(_jobqueue_config("cores")) < processes:
+        kwargs["cores"] = processes
+    if "processes" not in kwargs and (processes is None and "cores" in kwargs):
+        kwargs["processes"] = 1
+    if get("memory") is not None:
+        parse_memory(get("memory"))
+        kwargs["memory"] = str(get("memory")).replace(" ", "")
+    elif _jobqueue_config("memory") is None:
+        kwargs["memory"] = "16GB"
+    else:
+        parse_memory(_jobqueue_config("memory"), "jobqueue.slurm.memory (Dask config)")
+    if get("walltime") is not None:
+        walltime = parse_walltime(get("walltime"))
+        kwargs["walltime"] = str(get("walltime")).strip()
+    elif _jobqueue_config("walltime") is not None:
+        walltime = parse_walltime(_jobqueue_config("walltime"),
+                                  "jobqueue.slurm.walltime (Dask config)")
+    else:
+        walltime, kwargs["walltime"] = 4 * 3600, "04:00:00"
     for name in ("queue", "account"):
         if get(name) is not None:
             kwargs[name] = str(get(name))
+    if get("log_dir") is not None:
+        log_dir = Path(str(get("log_dir"))).expanduser().resolve()
+        try:
+            log_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ClusterError(f"--slurm-log-dir {log_dir}: cannot create it ({exc}); give a "
+                               "writable folder on the shared filesystem") from exc
+        kwargs["log_directory"] = str(log_dir)
+
+    directives = [str(d) for d in (_jobqueue_config("job-extra-directives") or [])]
+    for line in options.get("directives") or []:
+        line = re.sub(r"^#SBATCH\s+", "", str(line).strip())
+        if not line:
+            continue
+        if not re.fullmatch(r"-{1,2}[A-Za-z].*", line):
+            if not re.fullmatch(r"[A-Za-z][\w-]*(=.*)?", line):
+                raise ClusterError(f"--slurm-directive {line!r}: give an sbatch option such as "
+                                   "--qos=high or constraint=a100")
+            line = f"--{line}"
+        directives.append(line)
+    if gpus and not any(_GPU_DIRECTIVE.match(d) for d in directives):
+        directives.append(f"--gres=gpu:{gpus}")
+    extra_args = [str(a) for a in (_jobqueue_config("worker-extra-args") or [])]
     if gpus:
-        kwargs["job_extra_directives"] = [f"--gres=gpu:{gpus}"]
-        kwargs["worker_extra_args"] = ["--resources", "GPU=1"]
-    return kwargs, jobs
+        extra_args += ["--resources", "GPU=1"]
+    if "--lifetime" not in extra_args:
+        if get("lifetime") is not None:
+            lifetime = parse_duration(get("lifetime"), "--slurm-lifetime")
+            stagger = parse_duration(get("lifetime_stagger") or "0",
+                                     "--slurm-lifetime-stagger")
+        else:
+            lifetime, stagger = default_lifetime(walltime)
+            if get("lifetime_stagger") is not None:
+                stagger = parse_duration(get("lifetime_stagger"), "--slurm-lifetime-stagger")
+        if lifetime and lifetime + stagger >= walltime:
+            raise ClusterError(
+                f"worker lifetime {lifetime} s + stagger {stagger} s does not end before the "
+                f"walltime ({walltime} s): workers would be killed mid-task; give a shorter "
+                "--slurm-lifetime (e.g. the walltime less 10 minutes)")
+        if lifetime:
+            extra_args += ["--lifetime", f"{lifetime}s", "--lifetime-stagger", f"{stagger}s"]
+    if directives != list(_jobqueue_config("job-extra-directives") or []):
+        kwargs["job_extra_directives"] = directives
+    if extra_args != list(_jobqueue_config("worker-extra-args") or []):
+        kwargs["worker_extra_args"] = extra_args
+    return kwargs, (min_jobs, max_jobs)
 
 
 def check_cluster_spec(spec: str) -> str:
@@ -193,30 +398,66 @@ def make_client(
         gpu = any("GPU" in (w.get("resources") or {}) for w in workers.values())
         return client, None, gpu
     if spec == "slurm":
-        try:
-            from dask_jobqueue import SLURMCluster
-        except ImportError as exc:  # pragma: no cover - the [cluster] extra is missing
-            raise ClusterError("--cluster slurm needs dask-jobqueue: pip install "
-                               "'prism-science[cluster]'") from exc
-        kwargs, jobs = slurm_cluster_kwargs(slurm or {}, workers_per_gpu=workers_per_gpu)
-        cluster = SLURMCluster(**kwargs)
-        cluster.scale(jobs=jobs)
-        logger.info("SLURM job script:\n%s", cluster.job_script())
-        return distributed.Client(cluster), cluster, "worker_extra_args" in kwargs
+        kwargs, (min_jobs, max_jobs) = slurm_cluster_kwargs(slurm or {},
+                                                            workers_per_gpu=workers_per_gpu)
+        cluster = _start_slurm_cluster(kwargs)
+        logger.info("Slurm job script (%d to %d jobs, adaptive):\n%s", min_jobs, max_jobs,
+                    cluster.job_script())
+        cluster.adapt(minimum_jobs=min_jobs, maximum_jobs=max_jobs)
+        gpu = "GPU=1" in " ".join(map(str, kwargs.get("worker_extra_args", [])))
+        return distributed.Client(cluster), cluster, gpu
     raise ClusterError(
         f"--cluster {spec!r}: expected local:N, tcp://HOST:PORT or slurm"
     )
 
 
+def _start_slurm_cluster(kwargs: Mapping[str, Any]) -> Any:
+    """A SLURMCluster whose failed ``sbatch`` calls are kept in ``cluster.submit_errors``.
+
+    dask-jobqueue submits jobs in the background and only logs a refused submission; the
+    coordinator reads ``submit_errors`` to stop with sbatch's own message instead of waiting.
+    """
+    from dask_jobqueue import SLURMCluster
+    from dask_jobqueue.slurm import SLURMJob
+
+    errors: list[str] = []
+
+    class RecordingJob(SLURMJob):
+        async def start(self) -> None:
+            try:
+                await super().start()
+            except Exception as exc:
+                errors.append(_sbatch_message(exc))
+                raise
+
+    try:
+        cluster = SLURMCluster(job_cls=RecordingJob, **kwargs)
+    except (ValueError, TypeError) as exc:  # a setting of the lab's config dask-jobqueue refuses
+        raise ClusterError(f"--cluster slurm: dask-jobqueue refused the settings ({exc}); check "
+                           "the --slurm-* flags and your jobqueue.yaml") from exc
+    cluster.submit_errors = errors
+    return cluster
+
+
+def _sbatch_message(exc: BaseException) -> str:
+    """sbatch's stderr from dask-jobqueue's error, else the error itself, on one line."""
+    text = str(exc)
+    if "stderr:" in text:
+        text = text.split("stderr:", 1)[1]
+    text = " ".join(line.strip() for line in text.strip().splitlines() if line.strip())
+    return text or type(exc).__name__
+
+
 def plan_tasks(job: VideoJob, task_frames: int) -> list[list[tuple[int, int]]]:
-    """Split a video's missing frame ranges into tasks of whole chunks.
+    """Split a video's missing frame ranges into tasks of whole shard files.
 
     Parameters
     ----------
     job : VideoJob
-        The video, its ``chunk_frames`` and missing chunk-aligned ``ranges``.
+        The video, its unit ``chunk_frames`` (one shard file) and missing unit-aligned
+        ``ranges``.
     task_frames : int
-        Largest task (rounded down to whole chunks, at least one chunk).
+        Largest task (rounded down to whole shards, at least one shard).
 
     Returns
     -------
@@ -233,6 +474,89 @@ def plan_tasks(job: VideoJob, task_frames: int) -> list[list[tuple[int, int]]]:
     return tasks
 
 
+_GPU_SLOT: dict[str, Any] = {}
+"""This worker process's GPU: {"index": int, "lock": Path} once claimed."""
+
+
+def claim_gpu(visible: Sequence[str], workers_per_gpu: int, scope: str,
+              lock_dir: str | os.PathLike[str] | None = None) -> int:
+    """The index (into ``visible``) of the GPU this process takes, one GPU per worker slot.
+
+    Worker processes of one job (or one machine) see the same ``CUDA_VISIBLE_DEVICES``; each
+    claims a free slot with an exclusive lock file named after ``scope`` (held while the process
+    lives; a slot of a process that died is taken over). Slot ``s`` is GPU ``s % len(visible)``,
+    so the first ``len(visible)`` workers take different GPUs, then ``workers_per_gpu`` share
+    each. The claim is kept for the life of the process.
+
+    Parameters
+    ----------
+    visible : sequence of str
+        The GPUs this process sees (``CUDA_VISIBLE_DEVICES`` split at commas, or ``0..n-1``).
+    workers_per_gpu : int
+        Worker processes sharing one GPU.
+    scope : str
+        Names the set of processes sharing these GPUs (host, Slurm job id, visible GPUs).
+    lock_dir : path, optional
+        Where the lock files live (default: the temporary folder).
+
+    Returns
+    -------
+    int
+        0 <= index < len(visible); when more workers than slots run, a GPU is shared (logged).
+    """
+    if "index" in _GPU_SLOT:
+        return int(_GPU_SLOT["index"])
+    count = max(1, len(visible))
+    folder = Path(lock_dir or tempfile.gettempdir()) / f"prism-gpu-slots-{os.getuid()}"
+    folder.mkdir(parents=True, exist_ok=True)
+    tag = re.sub(r"[^A-Za-z0-9_.-]", "_", scope)[:120]
+    for slot in range(count * max(1, workers_per_gpu)):
+        lock = folder / f"{tag}-slot{slot}"
+        for _ in range(2):
+            try:
+                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                if _slot_holder_alive(lock):
+                    break
+                with contextlib.suppress(FileNotFoundError):
+                    lock.unlink()
+                continue
+            with os.fdopen(fd, "w") as file:
+                file.write(str(os.getpid()))
+            _GPU_SLOT.update(index=slot % count, lock=lock)
+            atexit.register(_release_gpu_slot)
+            return slot % count
+    index = os.getpid() % count
+    logger.warning("more worker processes than %d GPU(s) x %d per GPU: sharing GPU %s",
+                   count, workers_per_gpu, visible[index] if visible else index)
+    _GPU_SLOT["index"] = index
+    return index
+
+
+def _slot_holder_alive(lock: Path) -> bool:
+    try:
+        pid = int(lock.read_text().strip() or "0")
+    except (OSError, ValueError):
+        return True  # being written: count it as taken
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid > 0
+
+
+def _release_gpu_slot() -> None:
+    lock = _GPU_SLOT.pop("lock", None)
+    _GPU_SLOT.pop("index", None)
+    if lock is not None:
+        with contextlib.suppress(OSError):
+            lock.unlink()
+
+
 def _worker_device(requested: str, workers_per_gpu: int) -> str:
     import torch
 
@@ -243,15 +567,14 @@ def _worker_device(requested: str, workers_per_gpu: int) -> str:
             raise ClusterError("--device cuda: this worker sees no CUDA device")
         return "cpu"
     count = torch.cuda.device_count()
-    index = 0
-    try:
-        from distributed import get_worker
-
-        match = re.search(r"(\d+)$", str(get_worker().name))
-        if match:
-            index = int(match.group(1)) // workers_per_gpu % count
-    except ValueError:  # not running on a worker
-        pass
+    env = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    visible = [v.strip() for v in env.split(",") if v.strip()][:count] or \
+        [str(i) for i in range(count)]
+    scope = "-".join((socket.gethostname(), os.environ.get("SLURM_JOB_ID", "nojob"),
+                      ",".join(visible)))
+    index = claim_gpu(visible, workers_per_gpu, scope)
+    logger.info("worker pid %d uses GPU %s of CUDA_VISIBLE_DEVICES=%s (cuda:%d)", os.getpid(),
+                visible[index], env or "(all)", index)
     return f"cuda:{index}"
 
 
@@ -324,7 +647,7 @@ def run_distributed(
     wrote: set[str] | None = None,
     errors: dict[str, str] | None = None,
     workers_per_gpu: int = 1,
-    task_frames: int = 4096,
+    task_frames: int = 8192,
     slurm: Mapping[str, Any] | None = None,
     worker_timeout: float | None = None,
     task_function: Callable[..., int] | None = None,
@@ -381,7 +704,7 @@ def run_distributed(
     lost = False
     remaining: dict[Any, tuple[VideoJob, int]] = {}
     try:
-        _wait_for_workers(client, address, timeout)
+        _wait_for_workers(client, address, timeout, started, poll_seconds)
         n_workers = len(client.scheduler_info().get("workers", {})) or 1
         threads = max(1, (os.cpu_count() or 1) // n_workers) if cluster.startswith("local:") \
             else None
@@ -403,7 +726,7 @@ def run_distributed(
                    unit="frame", disable=not options.progress)
         try:
             _collect(distributed, client, remaining, report, wrote, errors, bar, address,
-                     timeout, poll_seconds)
+                     timeout, poll_seconds, started)
         finally:
             bar.close()
     except KeyboardInterrupt:
@@ -428,20 +751,43 @@ class _Stop(Exception):  # noqa: N818 - internal signal, turned into report.inte
         self.lost = lost
 
 
-def _wait_for_workers(client: Any, address: str, timeout: float) -> None:
+def _wait_for_workers(client: Any, address: str, timeout: float,
+                      started: Any = None, poll_seconds: float = 1.0) -> None:
+    """Return once a worker joined; _Stop after ``timeout`` s or when sbatch refused the jobs."""
     if client.scheduler_info().get("workers"):
         return
     logger.info("waiting for a Dask worker to join %s (up to %s)", address,
                 f"{timeout:.0f} s" if timeout else "forever")
-    try:
-        client.wait_for_workers(1, timeout=timeout or None)
-    except TimeoutError as exc:
-        raise _Stop(
-            f"no Dask worker joined the scheduler {address} within {timeout:.0f} s; start "
-            f"workers with `dask worker {address}` on machines that see the store at the same "
-            "path (with Slurm: check the jobs with squeue), or wait longer with "
-            "--worker-timeout SECONDS; nothing was computed"
-        ) from exc
+    deadline = time.monotonic() + timeout if timeout else None
+    while True:
+        _check_submitted(started, workers=0)
+        try:
+            client.wait_for_workers(1, timeout=poll_seconds)
+            return
+        except TimeoutError:
+            pass
+        if deadline is not None and time.monotonic() > deadline:
+            raise _Stop(
+                f"no Dask worker joined the scheduler {address} within {timeout:.0f} s; start "
+                f"workers with `dask worker {address}` on machines that see the store at the "
+                "same path (with Slurm: check the jobs with squeue and their slurm-*.out logs),"
+                " or wait longer with --worker-timeout SECONDS; nothing was computed")
+
+
+def _check_submitted(started: Any, workers: int) -> None:
+    """_Stop when sbatch refused a job and no worker is left to do the work."""
+    errors = getattr(started, "submit_errors", None)
+    if not errors:
+        return
+    if workers:
+        logger.warning("sbatch refused a worker job (%s); going on with %d worker(s)",
+                       errors[-1], workers)
+        errors.clear()
+        return
+    raise _Stop(
+        f"sbatch refused the worker job: {errors[-1]}; fix the partition, account, time, "
+        "memory or directives (--slurm-* flags, or your jobqueue.yaml; the job script is "
+        "logged with --verbose) and rerun the same command")
 
 
 _LOST = (OSError, concurrent.futures.CancelledError)
@@ -457,7 +803,7 @@ def _lost(address: str, exc: BaseException) -> _Stop:
 
 def _collect(distributed: Any, client: Any, remaining: dict[Any, tuple[VideoJob, int]],
              report: ExtractReport, wrote: set[str], errors: dict[str, str], bar: Any,
-             address: str, timeout: float, poll_seconds: float) -> None:
+             address: str, timeout: float, poll_seconds: float, started: Any = None) -> None:
     """Take results as tasks finish, releasing each at once (never recomputed later)."""
     no_workers_since: float | None = None
 
@@ -477,6 +823,7 @@ def _collect(distributed: Any, client: Any, remaining: dict[Any, tuple[VideoJob,
                 workers = len(client.nthreads())
             except _LOST as exc:
                 raise lost(exc) from exc
+            _check_submitted(started, workers)
             if workers:
                 no_workers_since = None
             elif no_workers_since is None:

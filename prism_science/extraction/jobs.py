@@ -84,6 +84,8 @@ class ExtractOptions:
     overwrite: bool = False
     format: str | None = None
     chunk_frames: int | None = None
+    shard_frames: int | None = None
+    """Zarr: frames per shard file (a multiple of ``chunk_frames``); None: the store's default."""
     progress: bool = True
     threads: int | None = None
     """Torch threads on CPU; None: one less than the CPU cores (one core decodes), at least 1."""
@@ -156,7 +158,12 @@ class ExtractReport:
 
 @dataclass
 class VideoJob:
-    """A video ready to extract: recorded in the store with its feature set created."""
+    """A video ready to extract: recorded in the store with its feature set created.
+
+    ``chunk_frames`` is the unit of work: the frames of one shard file of the feature set
+    (:meth:`FeatureStore.shard_frames`; one chunk in unsharded stores). Tasks, shards of a job
+    array and ``ranges`` are made of whole units, so two writers never share a file.
+    """
 
     source: VideoSource
     n_frames: int
@@ -170,7 +177,7 @@ class VideoJob:
 
 
 class FeatureWriter:
-    """Collects per-frame feature blocks in frame order and writes them as whole chunks.
+    """Collects per-frame feature blocks in frame order and writes them as whole shards.
 
     Parameters
     ----------
@@ -179,11 +186,14 @@ class FeatureWriter:
     video_id, key : str
         The feature set (created with :meth:`FeatureStore.create_features`).
     frame_start : int
-        First frame that will be given; a multiple of the set's ``chunk_frames``.
+        First frame that will be given; a multiple of the set's ``shard_frames``.
 
     Notes
     -----
-    Memory: one chunk of values.
+    Memory: one shard of values (at most ``SHARD_BYTES_LIMIT``). Each shard file is written
+    once, whole, then its done markers: a Zarr shard written in pieces would be read and
+    rewritten for every piece. After an error or Ctrl-C, :meth:`salvage` writes the whole
+    chunks buffered so far; a process killed outright loses the shard being filled.
     """
 
     def __init__(self, store: FeatureStore, video_id: str, key: str, frame_start: int) -> None:
@@ -191,15 +201,17 @@ class FeatureWriter:
         self.video_id = video_id
         self.key = key
         self.chunk_frames = store.chunk_frames(video_id, key)
+        self.unit_frames = store.shard_frames(video_id, key)
         self.n_frames = store.video_info(video_id).n_frames
-        if frame_start % self.chunk_frames:
+        if frame_start % self.unit_frames:
             raise StoreError(
-                f"feature writer for {video_id}/{key} must start on a chunk boundary of "
-                f"{self.chunk_frames} frames, found {frame_start}"
+                f"feature writer for {video_id}/{key} must start on a shard boundary of "
+                f"{self.unit_frames} frames, found {frame_start}"
             )
         self._chunk_start = frame_start
         self._next = frame_start
         self._buffer: list[np.ndarray] = []
+        self._write_failed = False
         self.frames_written = 0
 
     def add(self, frame_start: int, values: np.ndarray) -> None:
@@ -212,7 +224,7 @@ class FeatureWriter:
         self._next += values.shape[0]
         self._buffer.append(values)
         buffered = self._next - self._chunk_start
-        if buffered >= self.chunk_frames or self._next >= self.n_frames:
+        if buffered >= self.unit_frames or self._next >= self.n_frames:
             self._flush(whole_chunks_only=True)
 
     def _flush(self, whole_chunks_only: bool) -> None:
@@ -221,19 +233,41 @@ class FeatureWriter:
         data = np.concatenate(self._buffer) if len(self._buffer) > 1 else self._buffer[0]
         n = data.shape[0]
         if whole_chunks_only and self._chunk_start + n < self.n_frames:
-            n = (n // self.chunk_frames) * self.chunk_frames
+            n = (n // self.unit_frames) * self.unit_frames
         if n == 0:
             return
-        # One chunk per write, so its done marker follows as soon as its values are on disk.
-        for offset in range(0, n, self.chunk_frames):
-            block = data[offset:min(n, offset + self.chunk_frames)]
-            self.store.write_chunks(self.video_id, self.key, self._chunk_start, block)
-            self.frames_written += block.shape[0]
-            self._chunk_start += block.shape[0]
-        self._buffer = [data[n:]] if n < data.shape[0] else []
+        # One shard per write, so its done markers follow as soon as its values are on disk.
+        first = self._chunk_start
+        try:
+            for offset in range(0, n, self.unit_frames):
+                block = data[offset:min(n, offset + self.unit_frames)]
+                self._write_failed = True
+                self.store.write_chunks(self.video_id, self.key, self._chunk_start, block)
+                self._write_failed = False
+                self.frames_written += block.shape[0]
+                self._chunk_start += block.shape[0]
+        finally:
+            written = self._chunk_start - first
+            self._buffer = [data[written:]] if written < data.shape[0] else []
+
+    def salvage(self) -> None:
+        """Write the whole chunks buffered so far (part of a shard), after an error or Ctrl-C,
+        so that a rerun keeps them; the rest of the buffer is dropped. Nothing is written when
+        the error was the store's write itself (it is not tried again)."""
+        if not self._buffer or self._write_failed:
+            return
+        data = np.concatenate(self._buffer) if len(self._buffer) > 1 else self._buffer[0]
+        n = data.shape[0]
+        if self._chunk_start + n < self.n_frames:
+            n = (n // self.chunk_frames) * self.chunk_frames
+        self._buffer = []
+        if n:
+            self.store.write_chunks(self.video_id, self.key, self._chunk_start, data[:n])
+            self.frames_written += n
+            self._chunk_start += n
 
     def close(self) -> None:
-        """Write what is buffered; it must end on a chunk boundary or the video's end."""
+        """Write what is buffered; it must end on a shard boundary or the video's end."""
         self._flush(whole_chunks_only=False)
 
 
@@ -382,7 +416,7 @@ def probe_video(source: VideoSource) -> VideoProbe:
 def prepare_video(
     store: FeatureStore, source: VideoSource, key: str, feature_shape: tuple[int, ...],
     provenance: dict[str, Any], overwrite: bool = False, chunk_frames: int | None = None,
-    probe: VideoProbe | None = None,
+    probe: VideoProbe | None = None, shard_frames: int | None = None,
 ) -> VideoJob | None:
     """Record a video and its feature set in the store; None when it is already complete.
 
@@ -393,6 +427,8 @@ def prepare_video(
     ----------
     probe : VideoProbe, optional
         From :func:`probe_video` (read here when not given).
+    chunk_frames, shard_frames : int, optional
+        Of a new feature set (see :meth:`FeatureStore.create_features`).
 
     Raises
     ------
@@ -415,9 +451,11 @@ def prepare_video(
             content_hash=probe.content_hash, timestamps=probe.timestamps, fps=probe.fps,
             width=probe.width, height=probe.height, overwrite=overwrite,
         )
-    cf = store.create_features(source.video_id, key, feature_shape, provenance,
-                               chunk_frames=chunk_frames, overwrite=overwrite)
-    return VideoJob(source=source, n_frames=probe.n_frames, chunk_frames=cf,
+    store.create_features(source.video_id, key, feature_shape, provenance,
+                          chunk_frames=chunk_frames, overwrite=overwrite,
+                          shard_frames=shard_frames)
+    return VideoJob(source=source, n_frames=probe.n_frames,
+                    chunk_frames=store.shard_frames(source.video_id, key),
                     ranges=store.missing_ranges(source.video_id, key))
 
 
@@ -431,19 +469,28 @@ def extract_ranges(
     Returns
     -------
     int
-        Frames written. Each whole chunk is written (and marked done) as soon as it is ready,
-        so an interruption keeps every finished chunk.
+        Frames written. Each shard file is written (and marked done) as soon as it is ready;
+        after an error or Ctrl-C the finished chunks of the shard being filled are written
+        too, so a rerun keeps every finished chunk.
     """
     written = 0
     with open_video(source_path) as reader:
         for start, stop in ranges:
             writer = FeatureWriter(store, video_id, key, start)
-            for block_start, block_stop, values in iter_video_features(
-                model, reader, params, batch_size=batch_size, frame_range=(start, stop)
-            ):
-                writer.add(block_start, values)
-                if on_frames is not None:
-                    on_frames(block_stop - block_start)
+            try:
+                for block_start, block_stop, values in iter_video_features(
+                    model, reader, params, batch_size=batch_size, frame_range=(start, stop)
+                ):
+                    writer.add(block_start, values)
+                    if on_frames is not None:
+                        on_frames(block_stop - block_start)
+            except BaseException:  # a decode error, Ctrl-C: keep the chunks computed so far
+                try:
+                    writer.salvage()
+                except Exception as exc:  # noqa: BLE001 - the first error is the one to raise
+                    logger.warning("%s: could not keep the chunks computed before the "
+                                   "error (%s)", video_id, exc)
+                raise
             writer.close()
             written += writer.frames_written
     return written
@@ -514,13 +561,23 @@ class Shard:
 
 
 def task_units(n_frames: int, chunk_frames: int, task_frames: int) -> list[tuple[int, int]]:
-    """Split a whole video into units of work made of whole chunks.
+    """Split a whole video into units of work made of whole shard files.
+
+    Parameters
+    ----------
+    n_frames : int
+        Frames of the video.
+    chunk_frames : int
+        Frames per shard file (:attr:`VideoJob.chunk_frames`; a chunk in unsharded stores).
+    task_frames : int
+        Largest unit wanted.
 
     Returns
     -------
     list of (int, int)
         ``[(0, n_frames)]`` for a video of at most ``task_frames`` frames, else ranges of
-        ``task_frames`` rounded down to whole chunks (at least one chunk).
+        ``task_frames`` rounded down to whole shards (at least one shard), so two units never
+        share a file.
     """
     if n_frames <= task_frames:
         return [(0, n_frames)]
@@ -536,7 +593,7 @@ def assign_shards(
     Parameters
     ----------
     videos : sequence of (str, int, int)
-        ``(video_id, n_frames, chunk_frames)`` of every video of the run, complete or not (so
+        ``(video_id, n_frames, shard_frames)`` of every video of the run, complete or not (so
         every shard computes the same plan whatever the store holds when it starts).
     task_frames : int
         Largest unit (see :func:`task_units`).
@@ -547,8 +604,8 @@ def assign_shards(
     -------
     list of list of (str, int, int)
         Per shard, its units ``(video_id, start, stop)``: the largest units first, each to the
-        shard with the fewest frames so far (ties: the lowest index). Units are whole chunks, so
-        two shards never write the same chunk.
+        shard with the fewest frames so far (ties: the lowest index). Units are whole shard files,
+        so two shards never write the same file.
     """
     units = [(vid, a, b) for vid, n, cf in sorted(videos)
              for a, b in task_units(n, cf, task_frames)]

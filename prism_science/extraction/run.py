@@ -19,7 +19,11 @@ from typing import Any
 import torch
 
 from prism_science.errors import ClusterError, PrismError, StoreError
-from prism_science.extraction.cluster import check_cluster_spec, run_distributed
+from prism_science.extraction.cluster import (
+    check_cluster_spec,
+    run_distributed,
+    slurm_cluster_kwargs,
+)
 from prism_science.extraction.features import (
     feature_key,
     feature_provenance,
@@ -61,7 +65,7 @@ def run_extraction(
     cluster: str | None = None,
     cluster_options: dict[str, Any] | None = None,
     shard: Shard | str | None = None,
-    task_frames: int = 4096,
+    task_frames: int = 8192,
 ) -> ExtractReport:
     """Extract features of every video under ``paths`` into the store ``out``.
 
@@ -83,8 +87,8 @@ def run_extraction(
         Run only this shard's share of the work, here, with no coordinator (``"i/N"`` or
         ``"auto"``, see :meth:`Shard.parse`); Zarr stores only, not with ``cluster``.
     task_frames : int
-        Videos longer than this are split into units of whole chunks of about this many frames
-        (shards and Dask tasks).
+        Videos longer than this are split into units of whole shard files of about this many
+        frames (for job-array shards and Dask tasks).
 
     Returns
     -------
@@ -103,6 +107,9 @@ def run_extraction(
         shard = Shard.parse(shard)
     if cluster:
         check_cluster_spec(cluster)
+    if cluster == "slurm":  # memory, time and counts refused now, before anything is prepared
+        slurm_cluster_kwargs((cluster_options or {}).get("slurm") or {},
+                             workers_per_gpu=(cluster_options or {}).get("workers_per_gpu", 1))
     if shard is not None and cluster:
         raise ClusterError("--shard runs its share of the work in this process with no "
                            "coordinator; it cannot be combined with --cluster: drop one")
@@ -142,7 +149,7 @@ def run_extraction(
 def _prepare(store: FeatureStore, sources: list[VideoSource], probes: dict[str, Any], key: str,
              provenance: dict[str, Any], shape: tuple[int, ...], options: ExtractOptions,
              report: ExtractReport, lock: Any) -> tuple[list[VideoJob], list[tuple[str, int, int]]]:
-    """Record every video; returns the jobs and ``(id, frames, chunk_frames)`` of all videos."""
+    """Record every video; returns the jobs and ``(id, frames, shard_frames)`` of all videos."""
     check_store_compatible(store, key, provenance, (s.video_id for s in sources),
                            options.overwrite)
     jobs: list[VideoJob] = []
@@ -155,7 +162,8 @@ def _prepare(store: FeatureStore, sources: list[VideoSource], probes: dict[str, 
         try:
             job = prepare_video(store, source, key, shape, provenance,
                                 overwrite=options.overwrite, chunk_frames=options.chunk_frames,
-                                probe=probes[source.video_id])
+                                probe=probes[source.video_id],
+                                shard_frames=options.shard_frames)
         except Exception as exc:  # noqa: BLE001 - one bad video must not stop the batch
             report.failed.append((str(source.path), _reason(exc)))
             continue
@@ -163,7 +171,7 @@ def _prepare(store: FeatureStore, sources: list[VideoSource], probes: dict[str, 
             report.skipped.append(source.video_id)
             logger.info("%s: features %s complete, skipped", source.video_id, key)
             videos.append((source.video_id, probes[source.video_id].n_frames,
-                           store.chunk_frames(source.video_id, key)))
+                           store.shard_frames(source.video_id, key)))
         else:
             jobs.append(job)
             videos.append((source.video_id, job.n_frames, job.chunk_frames))

@@ -24,6 +24,10 @@ filled by repeating the edge frame (``padding="repeat"``) or with black (``"zero
 
 Token modes reduce each frame's ``h x w`` token grid (D channels): ``mean`` (D,) averages over
 space; ``grid`` (g, g, D) is an adaptive average pooling to ``g x g``; ``full`` keeps (h, w, D).
+``frame_emb`` (D,) is not a pooling of tokens: it is a video-text model's per-frame contrastive
+embedding (``encode_frames``: auxiliary encoder + contrastive pooler on each frame's tokens, in
+the text tower's space), computed by :mod:`prism_science.extraction.features`; prompt probes and
+zero-shot scoring need it.
 
 Everything here is pure: :func:`plan_windows` lays out the clips, :func:`window_range` finds the
 clips that a frame range needs, :func:`pool_tokens` reduces tokens, and
@@ -59,7 +63,7 @@ __all__ = [
 ]
 
 WINDOW_MODES = ("sliding", "center")
-TOKEN_MODES = ("mean", "grid", "full")
+TOKEN_MODES = ("mean", "grid", "full", "frame_emb")
 PADDING_MODES = ("repeat", "zeros")
 
 
@@ -77,7 +81,7 @@ class WindowParams:
         Frames between the starts of consecutive clips in ``sliding`` mode, >= 1 and at most
         ``T * stride`` (larger hops would leave frames no clip samples). Ignored by ``center``.
     tokens : str
-        ``"mean"``, ``"grid"`` or ``"full"``.
+        ``"mean"``, ``"grid"``, ``"full"`` or ``"frame_emb"`` (video-text models only).
     grid : int
         Side of the pooled grid for ``tokens="grid"`` (ignored otherwise).
     padding : str
@@ -281,7 +285,7 @@ def window_range(plan: WindowPlan, frame_start: int, frame_stop: int) -> tuple[i
 
 def feature_shape(params: WindowParams, grid_hw: tuple[int, int], dim: int) -> tuple[int, ...]:
     """Shape of one frame's feature: (D,), (g, g, D) or (h, w, D)."""
-    if params.tokens == "mean":
+    if params.tokens in ("mean", "frame_emb"):
         return (dim,)
     if params.tokens == "grid":
         return (params.grid, params.grid, dim)
@@ -310,6 +314,10 @@ def pool_tokens(
         (B, T, D) for ``mean``, (B, T, g, g, D) for ``grid``, (B, T, h, w, D) for ``full``;
         same dtype as ``tokens``.
     """
+    if params.tokens == "frame_emb":
+        raise WindowError("token mode 'frame_emb' is the model's per-frame embedding, not a "
+                          "pooling of tokens: compute it with model.encode_frames (as "
+                          "prism_science.extraction.features.iter_video_features does)")
     h, w = grid_hw
     grid = rearrange(tokens, "b (t h w) d -> b t h w d", t=num_frames, h=h, w=w)
     if params.tokens == "mean":

@@ -293,4 +293,4 @@ def import_labels(store: Any, video_id: str, table: LabelTable, name: str = "man
                          "(prism-science extract) or check the store.") from exc
     logger.info("imported %d intervals of video %s as %s (%s)", new_bouts, video_id, key,
                 action)
-    return replace(outcome, action=action, backup=backup)
+    return ImportOutcome(video_id, key, action, old_bouts, new_bouts, backup)

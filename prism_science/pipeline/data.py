@@ -109,7 +109,7 @@ def pool_features(values: np.ndarray, probe_or_kind: BaseProbe | str) -> np.ndar
     np.ndarray
         ``(T, D)`` float32, or ``values`` unchanged for the attention probe.
     """
-    if values.ndim > 2 and probe_kind(probe_or_kind) != "attention":
+    if values.ndim > 2 and probe_kind(probe_or_kind) not in ("attention", "map"):
         return values.reshape(len(values), -1, values.shape[-1]).mean(1)
     return values
 
@@ -345,8 +345,8 @@ def select_rows(data: StoreData, kind: str) -> StoreData:
     """The rows a probe of ``kind`` trains on.
 
     Videos without a labeled frame are left out; frame-wise probes keep only labeled frames,
-    the temporal probe keeps every frame of the labeled videos (unlabeled frames give it
-    context and carry no loss). ``video_ids`` and ``groups`` are renumbered.
+    the temporal and prompt probes keep every frame of the labeled videos (unlabeled frames
+    give them context and carry no loss). ``video_ids`` and ``groups`` are renumbered.
 
     Raises
     ------
@@ -362,7 +362,7 @@ def select_rows(data: StoreData, kind: str) -> StoreData:
         )
     kept_videos = [i for i in range(len(data.video_ids)) if labeled[data.groups == i].any()]
     keep = np.isin(data.groups, kept_videos)
-    if probe_kind(kind) != "temporal":
+    if probe_kind(kind) not in ("temporal", "prompt"):  # these two see unlabeled context
         keep &= labeled
     renumber = np.full(len(data.video_ids), -1, np.int64)
     renumber[kept_videos] = np.arange(len(kept_videos))

@@ -8,8 +8,10 @@ Per video, next to the features::
 
 Both arrays carry attrs ``behaviors``, ``thresholds``, ``postprocess`` and, when a probe wrote
 them, ``probe_kind``, ``probe_dir``, ``feature_key`` and the features' ``provenance`` summary.
-``binary`` is always :func:`prism_science.probes.binarize_predictions` of the saved float32
-``scores``, which is what the plugin's timeline shows.
+``binary`` is :func:`prism_science.probes.binarize_predictions` of the saved float32
+``scores``, which is what the plugin's timeline shows -- for a multi-label probe. A multi-class
+(softmax) probe's ``binary`` is its top-1 decision (one behavior per frame, the argmax of the
+scores, then the bout post-processing), and the attrs say ``decision: "top1"``.
 
 The CLI (``probe predict``), the demo, the plugin's "predict store" and a labeling session
 saved into its store (:meth:`prism_science.session.LabelingSession.save`) all write through
@@ -31,7 +33,11 @@ import numpy as np
 from prism_science.errors import ProbeError, StoreError
 from prism_science.pipeline.data import pool_features, resolve_feature_key
 from prism_science.probes.base import BaseProbe, summarize_provenance
-from prism_science.probes.postprocess import binarize_predictions, postprocess_settings
+from prism_science.probes.postprocess import (
+    binarize_predictions,
+    postprocess_binary,
+    postprocess_settings,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -73,12 +79,24 @@ class VideoPrediction:
     feature_key: str | None = None
 
 
-def _require_multilabel(probe: BaseProbe) -> None:
-    if not getattr(probe, "multilabel_", False):
-        raise ProbeError(
-            "predictions need a multi-label probe (trained on a frames x behaviors matrix); "
-            "this one is multi-class. Retrain it with `prism-science probe train`."
-        )
+DECISIONS = ("threshold", "top1")
+"""How scores become ``binary``: per-behavior thresholds (multi-label) or the argmax
+(multi-class)."""
+
+
+def decision_of(probe: BaseProbe) -> str:
+    """``"threshold"`` for a multi-label probe, ``"top1"`` for a multi-class (softmax) one."""
+    return "threshold" if getattr(probe, "multilabel_", True) else "top1"
+
+
+def top1_binary(scores: np.ndarray, postprocess: dict[str, int] | None = None) -> np.ndarray:
+    """One-hot argmax of ``scores`` (T, K), then bout post-processing: (T, K) int64 0/1."""
+    scores = np.asarray(scores)
+    onehot = np.zeros(scores.shape, np.int64)
+    if scores.size:
+        onehot[np.arange(len(scores)), np.argmax(scores, axis=1)] = 1
+    post = postprocess_settings(postprocess)
+    return postprocess_binary(onehot, post["min_bout"], post["max_gap"])
 
 
 def _thresholds(probe: BaseProbe) -> list[float]:
@@ -107,7 +125,6 @@ def check_predictable(
     ProbeError
         Listing every video that fails and why; nothing has been written.
     """
-    _require_multilabel(probe)
     trained = getattr(probe, "feature_provenance_", None) or {}
     hint = feature_key or trained.get("feature_key")
     keys: dict[str, str] = {}
@@ -147,7 +164,7 @@ def predict_video(probe: BaseProbe, store: Any, video_id: str,
     Parameters
     ----------
     probe : BaseProbe
-        Fitted multi-label probe.
+        Fitted probe (multi-label, or multi-class: top-1 decision).
     store : FeatureStore
     video_id : str
     feature_key : str, optional
@@ -170,7 +187,10 @@ def _predict(probe: BaseProbe, store: Any, video_id: str, key: str) -> VideoPred
     thresholds = _thresholds(probe)
     post = postprocess_settings(getattr(probe, "postprocess_", None))
     # From the float32 scores, as the plugin's timeline does: both show the same bouts.
-    binary = binarize_predictions(scores, thresholds, post).astype(np.int8)
+    if decision_of(probe) == "top1":
+        binary = top1_binary(scores, post).astype(np.int8)
+    else:
+        binary = binarize_predictions(scores, thresholds, post).astype(np.int8)
     return VideoPrediction(scores, binary, [str(c) for c in probe.classes_.tolist()],
                            thresholds, post, key)
 
@@ -185,6 +205,7 @@ def write_predictions(
     postprocess: dict[str, int] | None = None,
     attrs: dict[str, Any] | None = None,
     save_label_table: bool = True,
+    decision: str = "threshold",
 ) -> np.ndarray:
     """Write one video's prediction set in the layout of the module docstring.
 
@@ -206,6 +227,9 @@ def write_predictions(
         More attributes (probe kind, feature key, provenance, ...).
     save_label_table : bool
         Also write the binary predictions as label set ``predicted/<name>``.
+    decision : {"threshold", "top1"}
+        ``threshold``: a behavior is on where its score reaches its threshold (multi-label);
+        ``top1``: the argmax behavior of each frame is on (multi-class, softmax scores).
 
     Returns
     -------
@@ -226,17 +250,22 @@ def write_predictions(
             f"{scores.shape}, expected ({n_frames}, {len(behaviors)}) (frames x behaviors); "
             "predict with features of this video."
         )
+    if decision not in DECISIONS:
+        raise ProbeError(f"decision is {decision!r}; expected one of {DECISIONS}.")
     cut = np.broadcast_to(np.asarray(0.5 if thresholds is None else thresholds, float),
                           (len(behaviors),))
     post = postprocess_settings(postprocess)
-    binary = binarize_predictions(scores, cut, post).astype(np.int8)
+    if decision == "top1":
+        binary = top1_binary(scores, post).astype(np.int8)
+    else:
+        binary = binarize_predictions(scores, cut, post).astype(np.int8)
     base = f"{PREDICTIONS}/{name}"
     if store.has_item(video_id, base) and not store.has_item(video_id, f"{base}/scores"):
         logger.info("%s: replacing the single-array predictions %r of video %s (earlier "
                     "layout)", store.path, name, video_id)
         store.delete_item(video_id, base)
     meta = {**(attrs or {}), "behaviors": behaviors, "thresholds": [float(t) for t in cut],
-            "postprocess": post}
+            "postprocess": post, "decision": decision}
     store.write_array(video_id, f"{base}/scores", scores, meta)
     store.write_array(video_id, f"{base}/binary", binary, meta)
     if save_label_table:
@@ -270,7 +299,8 @@ def predict_to_store(
     Parameters
     ----------
     probe : BaseProbe
-        Fitted multi-label probe (e.g. from :func:`prism_science.pipeline.load_trained_probe`).
+        Fitted probe (e.g. from :func:`prism_science.pipeline.load_trained_probe`); a
+        multi-class one writes its top-1 decision as ``binary``.
     store : FeatureStore
         Opened writable.
     name : str
@@ -294,8 +324,7 @@ def predict_to_store(
     ------
     ProbeError
         Before anything is written, when any video lacks complete features of the model and
-        token mode the probe was trained on (:func:`check_predictable` lists them all), or the
-        probe is multi-class.
+        token mode the probe was trained on (:func:`check_predictable` lists them all).
     """
     ids = list(video_ids) if video_ids is not None else store.video_ids()
     if not ids:
@@ -314,7 +343,7 @@ def predict_to_store(
         }
         write_predictions(store, video_id, name, prediction.scores, prediction.behaviors,
                           prediction.thresholds, prediction.postprocess, attrs,
-                          save_label_table)
+                          save_label_table, decision=decision_of(probe))
         results[video_id] = prediction
         logger.info("video %s: %d frames predicted into %s/%s", video_id,
                     len(prediction.binary), PREDICTIONS, name)

@@ -2,8 +2,11 @@
 
 ``LinearProbe``, ``MLPProbe`` and ``AttentionProbe`` classify each sample (a frame's feature
 vector, or its token grid for the attention probe); ``TemporalProbe`` classifies every frame of a
-per-video feature sequence. All are multi-class (1-D ``y``) or multi-label (``y`` frames x
-behaviors with -1 = unlabeled). See docs/probes.md.
+per-video feature sequence; ``PromptProbe`` scores behaviors named in words through a video-text
+model's frozen text tower (learned prompts, per-frame embeddings); ``MAPProbe`` is the paper's
+probe (the official MAP pooler over all tokens, fixed epochs, cosine AdamW). All are multi-class
+(1-D ``y``) or multi-label (``y`` frames x behaviors with -1 = unlabeled). See docs/probes.md and
+docs/prompt_probes.md.
 """
 
 from prism_science.probes.attention import AttentionProbe
@@ -15,6 +18,7 @@ from prism_science.probes.base import (
 )
 from prism_science.probes.io import PROBE_KINDS, load_probe, make_probe, save_probe
 from prism_science.probes.linear import LinearProbe
+from prism_science.probes.map import MAPProbe
 from prism_science.probes.mlp import MLPProbe
 from prism_science.probes.postprocess import (
     DEFAULT_POSTPROCESS,
@@ -25,6 +29,7 @@ from prism_science.probes.postprocess import (
     postprocess_settings,
     smooth_labels,
 )
+from prism_science.probes.prompt import PromptProbe
 from prism_science.probes.temporal import TemporalProbe
 
 __all__ = [
@@ -33,7 +38,9 @@ __all__ = [
     "AttentionProbe",
     "BaseProbe",
     "LinearProbe",
+    "MAPProbe",
     "MLPProbe",
+    "PromptProbe",
     "TemporalProbe",
     "best_f1_threshold",
     "binarize_predictions",

@@ -16,11 +16,14 @@ predictions, which may be large, go to an ``.npz`` beside it, read back with
 """
 
 from prism_science.session._persist import (
+    DAMAGED_SUFFIX,
     SESSION_FORMAT,
     SESSION_VERSION,
     STORE_SESSION_KEY,
     atomic_write_bytes,
     default_session_path,
+    move_aside,
+    set_aside_in_store,
 )
 from prism_science.session._session import RESERVED_KEYS, LabelingSession
 from prism_science.session._types import (
@@ -31,8 +34,11 @@ from prism_science.session._types import (
     ReviewItem,
     mask_to_runs,
 )
+from prism_science.session.project import PROJECT_FILE, Project, is_project
 
 __all__ = [
+    "DAMAGED_SUFFIX",
+    "PROJECT_FILE",
     "RESERVED_KEYS",
     "SESSION_FORMAT",
     "SESSION_VERSION",
@@ -42,8 +48,12 @@ __all__ = [
     "Bout",
     "LabelingSession",
     "PredictionTrack",
+    "Project",
     "ReviewItem",
     "atomic_write_bytes",
     "default_session_path",
+    "is_project",
     "mask_to_runs",
+    "move_aside",
+    "set_aside_in_store",
 ]

@@ -200,16 +200,20 @@ class ZarrBackend:
                 node = node.require_group(part)
 
     def create_array(self, path: str, shape: tuple[int, ...], chunks: tuple[int, ...],
-                     dtype: Any, data: np.ndarray | None = None) -> Any:
+                     dtype: Any, data: np.ndarray | None = None,
+                     shards: tuple[int, ...] | None = None) -> Any:
+        """Create (or replace) an array; ``shards``: Zarr v3 shards of whole ``chunks`` (one
+        file per shard), None for one file per chunk."""
         parent, _, name = path.rpartition("/")
         if parent:
             self.require_group(parent)
         group = self.node(parent)
         with self.writing(f"the array {path!r}"):
             if data is not None:
-                return group.create_array(name, data=data, chunks=chunks, overwrite=True)
-            return group.create_array(name, shape=shape, chunks=chunks, dtype=dtype,
-                                      fill_value=0, overwrite=True)
+                return group.create_array(name, data=data, chunks=chunks, shards=shards,
+                                          overwrite=True)
+            return group.create_array(name, shape=shape, chunks=chunks, shards=shards,
+                                      dtype=dtype, fill_value=0, overwrite=True)
 
     def delete(self, path: str) -> None:
         parent, _, name = path.rpartition("/")
@@ -358,7 +362,9 @@ class HDF5Backend:
             self.file.require_group(path)
 
     def create_array(self, path: str, shape: tuple[int, ...], chunks: tuple[int, ...],
-                     dtype: Any, data: np.ndarray | None = None) -> Any:
+                     dtype: Any, data: np.ndarray | None = None,
+                     shards: tuple[int, ...] | None = None) -> Any:
+        """Create (or replace) a dataset; ``shards`` is ignored (one file already)."""
         with self.writing(f"the array {path!r}"):
             if path in self.file:
                 del self.file[path]

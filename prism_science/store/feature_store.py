@@ -8,15 +8,20 @@
     videos/<video_id>/timestamps        (N,) float64 seconds of each frame
     videos/<video_id>/features/<model>/<tokens>/
         values                          (N, *feature_shape) float32, chunked along frames
+                                        (Zarr: chunks grouped in shards, one file per shard)
         chunk_done                      (n_chunks,) uint8, 1 once a chunk of values is written
-        attrs                           provenance, chunk_frames, complete (written LAST)
+        attrs                           provenance, chunk_frames, shard_frames (Zarr shards),
+                                        complete (written LAST)
     videos/<video_id>/<relpath>         arrays and JSON documents of other modules
     shared/<relpath>                    store-level arrays and JSON documents (video_id=None)
 
 A feature set is written chunk by chunk; each chunk's ``chunk_done`` marker is set after its
 values, and ``complete`` after every marker, so a run killed at any moment leaves a store that a
-rerun completes without losing what was written. ``chunk_done`` has one Zarr chunk per marker,
-so workers writing different chunks of one video never touch the same file. HDF5 files are
+rerun completes without losing what was written. In a Zarr store the values of
+``shard_frames`` frames (whole chunks; default :data:`DEFAULT_SHARD_FRAMES`) are one file, a
+Zarr v3 shard, and their markers another, so an hour of 30 fps video is a few dozen files;
+writers that own whole shards never touch the same file. Stores written before sharding (one
+file per chunk and per marker) read and resume as they are. HDF5 files are
 single-writer: the distributed mode needs Zarr. The two file formats are reached through
 :mod:`prism_science.store.backends`.
 """
@@ -40,12 +45,15 @@ from prism_science.store.backends import HDF5Backend, ZarrBackend, jsonable
 __all__ = [
     "CHUNK_BYTES_LIMIT",
     "DEFAULT_CHUNK_FRAMES",
+    "DEFAULT_SHARD_FRAMES",
     "IDENTITY_FIELDS",
     "SCHEMA_VERSION",
+    "SHARD_BYTES_LIMIT",
     "FeatureStore",
     "Features",
     "StoredVideo",
     "describe_params",
+    "is_store",
     "open_store",
     "check_video_id",
     "confined_path",
@@ -62,6 +70,10 @@ DEFAULT_CHUNK_FRAMES = 256
 """Frames per chunk of a feature array (halved for very large per-frame features)."""
 CHUNK_BYTES_LIMIT = 64 << 20
 """Largest chunk of feature values, in bytes, before ``chunk_frames`` is halved."""
+DEFAULT_SHARD_FRAMES = 8192
+"""Frames per Zarr shard (one file of whole chunks; about 4.5 minutes of 30 fps video)."""
+SHARD_BYTES_LIMIT = 128 << 20
+"""Largest shard of feature values, in bytes (a writer holds one shard in memory)."""
 IDENTITY_FIELDS = ("model_name", "weights_sha256", "num_frames", "image_size", "window",
                    "feature_shape")
 """Provenance fields that must agree for features to be mixed in one feature set."""
@@ -78,6 +90,27 @@ def store_format(path: str | os.PathLike[str], format: str | None = None) -> str
             raise StoreError(f"store format must be 'zarr' or 'hdf5', found {format!r}")
         return format
     return "hdf5" if Path(path).suffix.lower() in _HDF5_SUFFIXES else "zarr"
+
+
+def is_store(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a prism-science feature store (a Zarr folder or an HDF5 file)."""
+    path = Path(path)
+    if path.is_dir():
+        meta = path / "zarr.json"
+        try:
+            return meta.is_file() and "prism_science" in json.loads(meta.read_text()).get(
+                "attributes", {})
+        except (OSError, ValueError):
+            return False
+    if path.is_file() and path.suffix.lower() in _HDF5_SUFFIXES:
+        import h5py
+
+        try:
+            with h5py.File(path, "r") as handle:
+                return "prism_science" in handle.attrs
+        except OSError:
+            return False
+    return False
 
 
 def video_id_from_path(relative_path: str | os.PathLike[str]) -> str:
@@ -426,6 +459,7 @@ class FeatureStore:
         provenance: dict[str, Any],
         chunk_frames: int | None = None,
         overwrite: bool = False,
+        shard_frames: int | None = None,
     ) -> int:
         """Create an empty feature set (or reuse an existing one with the same identity).
 
@@ -442,6 +476,10 @@ class FeatureStore:
             exceed :data:`CHUNK_BYTES_LIMIT`.
         overwrite : bool
             Drop an existing feature set (whatever its parameters) and start anew.
+        shard_frames : int, optional
+            Zarr: frames per shard file, a multiple of ``chunk_frames`` (equal: one file per
+            chunk, no shards); default :data:`DEFAULT_SHARD_FRAMES` rounded down to whole
+            chunks, fewer while a shard would exceed :data:`SHARD_BYTES_LIMIT`. HDF5: ignored.
 
         Returns
         -------
@@ -474,20 +512,48 @@ class FeatureStore:
             while chunk_frames > 16 and chunk_frames * frame_bytes > CHUNK_BYTES_LIMIT:
                 chunk_frames //= 2
         n_chunks = -(-n_frames // chunk_frames)
+        per_shard = self._chunks_per_shard(chunk_frames, feature_shape, shard_frames)
         if self._b.exists(path):
             self._b.delete(path)
         self._b.require_group(path)
-        self._b.create_array(f"{path}/chunk_done", (n_chunks,), (1,), np.uint8)
-        self._b.create_array(f"{path}/values", (n_frames, *feature_shape),
-                             (chunk_frames, *feature_shape), np.float32)
+        # One marker file per shard: a writer owning the shard sets its markers alone.
+        self._b.create_array(f"{path}/chunk_done", (n_chunks,), (per_shard,), np.uint8)
+        chunks = (chunk_frames, *feature_shape)
+        self._b.create_array(f"{path}/values", (n_frames, *feature_shape), chunks, np.float32,
+                             shards=(per_shard * chunk_frames, *feature_shape)
+                             if per_shard > 1 else None)
         # Written last: their presence says the arrays exist.
         self._b.set_attrs(path, {"provenance": provenance, "chunk_frames": chunk_frames,
+                                 "shard_frames": per_shard * chunk_frames,
                                  "feature_shape": list(feature_shape), "complete": False})
         return chunk_frames
+
+    def _chunks_per_shard(self, chunk_frames: int, feature_shape: tuple[int, ...],
+                          shard_frames: int | None) -> int:
+        if self.format != "zarr":
+            return 1
+        if shard_frames is not None:
+            if shard_frames < 1 or shard_frames % chunk_frames:
+                raise StoreError(
+                    f"{self.path}: {shard_frames} frames per shard file is not a multiple of "
+                    f"the {chunk_frames} frames per chunk; give a multiple (or "
+                    f"{chunk_frames} for one file per chunk)")
+            return shard_frames // chunk_frames
+        chunk_bytes = 4 * chunk_frames * int(np.prod(feature_shape))
+        return max(1, min(DEFAULT_SHARD_FRAMES // chunk_frames,
+                          SHARD_BYTES_LIMIT // max(1, chunk_bytes)))
 
     def chunk_frames(self, video_id: str, key: str) -> int:
         """Frames per chunk of a feature set."""
         return int(self._b.attrs(self._require_features(video_id, key))["chunk_frames"])
+
+    def shard_frames(self, video_id: str, key: str) -> int:
+        """Frames per shard file of a feature set: the unit a writer owns and writes whole.
+
+        ``chunk_frames`` for HDF5 and for Zarr stores written before sharding.
+        """
+        attrs = self._b.attrs(self._require_features(video_id, key))
+        return int(attrs.get("shard_frames") or attrs["chunk_frames"])
 
     def done_chunks(self, video_id: str, key: str) -> np.ndarray:
         """(n_chunks,) bool: chunks whose values have been written."""
@@ -495,9 +561,15 @@ class FeatureStore:
         return np.asarray(self._b.node(f"{path}/chunk_done")[...]).astype(bool)
 
     def missing_ranges(self, video_id: str, key: str) -> list[tuple[int, int]]:
-        """Frame ranges ``(start, stop)`` of runs of chunks not yet written, chunk-aligned."""
+        """Frame ranges ``(start, stop)`` not yet written, aligned to whole shards (a shard with
+        any chunk missing is missing whole: it is written by one writer at once)."""
         done = self.done_chunks(video_id, key)
         cf = self.chunk_frames(video_id, key)
+        per_shard = self.shard_frames(video_id, key) // cf
+        if per_shard > 1:
+            padded = np.ones(-(-done.size // per_shard) * per_shard, dtype=bool)
+            padded[:done.size] = done
+            done = np.repeat(padded.reshape(-1, per_shard).all(axis=1), per_shard)[:done.size]
         n = self.video_info(video_id).n_frames
         ranges: list[tuple[int, int]] = []
         for index in np.flatnonzero(~done):

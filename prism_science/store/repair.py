@@ -152,7 +152,8 @@ def repair_store(path: str | os.PathLike[str], out: str | os.PathLike[str] | Non
                              "(or delete that one)")
         if out.resolve() == path.resolve():
             raise StoreError(f"{out}: is the damaged store itself; give a new path")
-    with _open_source(path, fmt, writable=out is None) as src:
+    scratch = (out or path).parent  # a padded copy of a truncated file goes beside the output
+    with _SourceOpener(path, fmt, writable=out is None, scratch=scratch) as src:
         if out is None:
             report = RepairReport(path, path, True)
             _repair_in_place(src, report)
@@ -174,9 +175,12 @@ class _Source:
         self.real_eof = real_eof
 
 
-class _open_source:  # noqa: N801 - a context manager used like a function
-    def __init__(self, path: Path, fmt: str, writable: bool) -> None:
-        self.path, self.fmt, self.writable = path, fmt, writable
+class _SourceOpener:
+    """``with _SourceOpener(...) as source``: the damaged store opened for reading (Zarr: and
+    for writing when repaired in place); a temporary padded copy is removed at the end."""
+
+    def __init__(self, path: Path, fmt: str, writable: bool, scratch: Path) -> None:
+        self.path, self.fmt, self.writable, self.scratch = path, fmt, writable, scratch
         self.padded: Path | None = None
         self.source: _Source | None = None
 
@@ -198,7 +202,7 @@ class _open_source:  # noqa: N801 - a context manager used like a function
             logger.warning("%s: the file is cut short (%d of %d bytes); reading a padded copy",
                            self.path, real, stored)
             fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".padded.h5",
-                                       dir=self.path.parent)
+                                       dir=self.scratch)
             os.close(fd)
             self.padded = Path(tmp)
             shutil.copyfile(self.path, self.padded)
@@ -508,8 +512,10 @@ def _write_video(dst: Any, src: _Source, plan: _VideoPlan) -> None:
         path = f"videos/{plan.video_id}/features/{fs.key}"
         values = src.b.node(f"{path}/values")  # opened (and every done chunk read) before
         cf = int(fs.attrs["chunk_frames"])
+        layout = {"shard_frames": int(fs.attrs["shard_frames"])} \
+            if fs.attrs.get("shard_frames") else {}  # stores written since Zarr sharding
         dst.create_features(plan.video_id, fs.key, tuple(values.shape[1:]),
-                            fs.attrs["provenance"], chunk_frames=cf)
+                            fs.attrs["provenance"], chunk_frames=cf, **layout)
         for index in np.flatnonzero(fs.done):
             start = int(index) * cf
             block = np.asarray(values[start:min(n_frames, start + cf)], np.float32)
@@ -538,18 +544,36 @@ def _repair_in_place(src: _Source, report: RepairReport) -> None:
             if not fs.bad_chunks:
                 continue
             path = f"videos/{video_id}/features/{fs.key}"
-            cf = int(fs.attrs["chunk_frames"])
-            values = b.node(f"{path}/values")
-            n_frames = values.shape[0]
-            for index in fs.bad_chunks:  # a whole-chunk write replaces the damaged file
-                start = index * cf
-                values[start:min(n_frames, start + cf)] = 0
-            b.create_array(f"{path}/chunk_done", fs.done.shape, (1,), np.uint8,
-                           data=fs.done.astype(np.uint8))
+            _rewrite_bad_chunks(b.node(f"{path}/values"), fs)
+            b.node(f"{path}/chunk_done")[:] = fs.done.astype(np.uint8)
             b.set_attrs(path, {"complete": False})
     _, drop = _plan_shared(src, report.shared_notes)
     for path in drop:
         _delete(b, path)
+
+
+def _rewrite_bad_chunks(values: Any, fs: _FeatureSet) -> None:
+    """Zarr: rewrite each storage file (a chunk, or a shard of whole chunks) holding a chunk
+    that does not read, whole -- the good chunks as read, zeros for the bad ones -- so that no
+    write has to read the damaged file first. Chunks that fail now are marked bad too."""
+    cf = int(fs.attrs["chunk_frames"])
+    unit = int(fs.attrs.get("shard_frames") or cf)  # frames per storage file
+    n_frames = values.shape[0]
+    bad = set(fs.bad_chunks)
+    for first in sorted({index * cf // unit * unit for index in fs.bad_chunks}):
+        stop = min(n_frames, first + unit)
+        block = np.zeros((stop - first, *values.shape[1:]), np.float32)
+        for index in range(first // cf, -(-stop // cf)):
+            a, b = index * cf, min(stop, (index + 1) * cf)
+            if index in bad or not fs.done[index]:
+                continue
+            try:
+                block[a - first:b - first] = values[a:b]
+            except _DAMAGE:
+                bad.add(index)
+        values[first:stop] = block
+    fs.bad_chunks[:] = sorted(bad)
+    fs.done[sorted(bad)] = False
 
 
 def _delete(b: Any, path: str) -> None:

@@ -13,10 +13,11 @@ from prism_science.labels import Segment, detect_format, read_labels, to_frame_m
 CLIP = "Azibo_ObsChimp_2015_11_25_d_clip_23000_24000"
 
 
-def _raw_clip():
-    """A raw ChimpACT per-clip label file: keyframes every 10th frame, boxes + behaviors."""
-    images = [{"id": i + 1, "file_name": f"{CLIP}/{f:06d}.jpg", "width": 1920, "height": 1080}
-              for i, f in enumerate((0, 10, 20))]
+def _raw_clip(ordinals=(0, 1, 2)):
+    """A raw ChimpACT per-clip label file: keyframes every 10th frame, boxes + behaviors; the
+    file names count keyframes (ordinal k = frame 10 * k, official create_coco_format.py)."""
+    images = [{"id": i + 1, "file_name": f"{CLIP}/{k:06d}.jpg", "width": 1920, "height": 1080}
+              for i, k in enumerate(ordinals)]
     annotations = [
         {"id": 1, "image_id": 1, "bbox": [100, 200, 50, 80], "bbox_vis": 1, "bbox_id": 3,
          "behaviors": [2, 7], "keypoints": [0] * 48, "category_id": 1},
@@ -50,6 +51,46 @@ def test_chimpact_raw_clip_keeps_boxes_and_keyframe_labeling(tmp_path):
     m = to_frame_matrix(table, table.behavior_set, subject="3")
     assert (m[[0, 10, 20]] >= 0).all() and (m[1:10] == -1).all()
     assert m[0, table.behavior_set.index("resting")] == 1 and m[20].sum() == 0
+
+
+def test_chimpact_raw_file_name_is_the_keyframe_ordinal(tmp_path):
+    path = tmp_path / f"{CLIP}.json"
+    path.write_text(json.dumps(_raw_clip(ordinals=(3, 57, 99))))
+    table = read_labels(path, fps=25.0, n_frames=1000)
+    assert sorted({iv.start_frame for iv in table.intervals}) == [30, 570]
+    assert Segment(990, 990, "3") in table.segments  # last keyframe of a 1000-frame clip
+    # A file naming frame indices instead (000990.jpg) would land beyond the clip: refused.
+    path.write_text(json.dumps(_raw_clip(ordinals=(0, 10, 990))))
+    with pytest.raises(LabelError, match=r"ends in 990, keyframe ordinal -> frame 9900, beyond "
+                                         r"the clip's 1000 frames"):
+        read_labels(path, fps=25.0, n_frames=1000)
+
+
+def test_chimpact_processed_official_layout_int_keyframes_and_file_name_frames(tmp_path):
+    """As create_coco_format.py writes it: iskeyframe 1/0, file_name = the video frame,
+    frame_id = running image count (skips the 10-frame blocks without a keyframe)."""
+    images, annotations = [], []
+    frames = list(range(0, 20)) + list(range(40, 50))  # keyframe block 20-29 absent (and 30s)
+    for image_id, frame in enumerate(frames, start=1):
+        images.append({"id": image_id, "video_id": 1, "file_name": f"{CLIP}/{frame:06d}.jpg",
+                       "height": 1080, "width": 1920, "frame_id": image_id - 1})
+        annotations.append({"id": image_id, "video_id": 1, "image_id": image_id,
+                            "category_id": 1, "bbox": [1, 2, 3, 4], "area": 12,
+                            "iscrowd": False, "visibility": 1, "behaviors": [frame // 10],
+                            "keypoints": [], "iskeyframe": int(frame % 10 == 0),
+                            "instance_id": 4})
+    data = {"categories": [{"id": 1, "name": "chimpanzee"}],
+            "videos": [{"id": 1, "name": f"{CLIP}.mp4", "fps": 25.0, "frames": 60,
+                        "width": 1920, "height": 1080}],
+            "images": images, "annotations": annotations}
+    path = tmp_path / "train.json"
+    path.write_text(json.dumps(data))
+    table = read_labels(path)  # keyframes_only by default
+    assert [(iv.behavior, iv.start_frame) for iv in table.intervals] == [
+        ("moving", 0), ("climbing", 10), ("solitary object playing", 40)]
+    every = read_labels(path, keyframes_only=False)
+    assert len(every.intervals) == 30
+    assert {iv.start_frame for iv in every.intervals} == set(frames)
 
 
 def test_chimpact_processed_cocovid_and_bad_ids(tmp_path):

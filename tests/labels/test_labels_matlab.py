@@ -49,10 +49,10 @@ def test_flyvsfly_actions(tmp_path, writer):
     got = {(iv.behavior, iv.subject, iv.start_frame, iv.end_frame) for iv in table.intervals}
     assert got == EXPECTED
     assert table.behavior_set.names == tuple(BEHS)
-    # flies with bouts are labeled everywhere; fly3 (no bouts) is unlabeled
+    # exhaustive annotation: every fly is labeled everywhere; fly3 (no bouts) is all negatives
     m1 = to_frame_matrix(table, BEHS, subject="fly1")
     assert (m1 >= 0).all() and m1[9:12, 0].all() and m1[:, 1].sum() == 0
-    assert (to_frame_matrix(table, BEHS, subject="fly3") == -1).all()
+    assert (to_frame_matrix(table, BEHS, subject="fly3") == 0).all()
     assert table.intervals[0].start_s == pytest.approx(9 / 30)
     with pytest.raises(LabelError, match=r"bouts\{1,3\} row 2.*beyond the video"):
         read_labels(path, n_frames=40)
@@ -64,6 +64,38 @@ def test_flyvsfly_length_from_track_file(tmp_path):
             {"trk": {"names": np.array(["pos x"], dtype=object), "data": np.zeros((3, 75, 1))}})
     table = read_labels(path)
     assert table.n_frames == 75 and table.segments[0].end_frame == 74
+
+
+@pytest.mark.parametrize("writer", [_write_v5, _write_v73], ids=["v5", "v7.3"])
+def test_flyvsfly_2014_naming_and_a_movie_without_bouts(tmp_path, writer):
+    """The FvF 2014 release: <Set>/<Set>/movieN/movieN_actions.mat + movieN_track.mat."""
+    movie = tmp_path / "Aggression" / "Aggression" / "movie7"
+    movie.mkdir(parents=True)
+    path = writer(movie / "movie7_actions.mat")
+    savemat(movie / "movie7_track.mat",
+            {"trk": {"names": np.array(["pos x"], dtype=object), "data": np.zeros((3, 64, 1))}})
+    assert detect_format(path) == "flyvsfly"
+    table = read_labels(path)
+    assert table.video_id == "movie7" and table.n_frames == 64
+    assert {(iv.behavior, iv.subject, iv.start_frame, iv.end_frame)
+            for iv in table.intervals} == EXPECTED
+
+    empty = movie.parent / "movie8"
+    empty.mkdir()
+    behs = np.empty((1, 3), dtype=object)
+    behs[0, :] = BEHS
+    bouts = np.empty((2, 3), dtype=object)
+    for fly in range(2):
+        for b in range(3):
+            bouts[fly, b] = np.zeros((0, 2))
+    savemat(empty / "movie8_actions.mat", {"behs": behs, "bouts": bouts})
+    savemat(empty / "movie8_track.mat",
+            {"trk": {"names": np.array(["pos x"], dtype=object), "data": np.zeros((2, 50, 1))}})
+    table = read_labels(empty / "movie8_actions.mat")
+    assert table.video_id == "movie8" and table.intervals == []
+    for fly in ("fly1", "fly2"):  # exhaustively annotated: all negatives, not unlabeled
+        matrix = to_frame_matrix(table, BEHS, subject=fly)
+        assert matrix.shape == (50, 3) and (matrix == 0).all()
 
 
 def test_flyvsfly_bad_files(tmp_path):

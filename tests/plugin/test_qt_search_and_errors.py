@@ -132,7 +132,7 @@ def test_bad_video_and_unreadable_session(make_napari_viewer, video, tmp_path):
     session_file.write_text("{damaged")
     viewer.open(str(video), plugin="prism-science")
     assert link(viewer).session is not None
-    kept = [p for p in video.parent.iterdir() if ".unreadable-" in p.name]
+    kept = [p for p in video.parent.iterdir() if ".damaged-" in p.name]
     assert len(kept) == 1 and kept[0].read_text() == "{damaged"
 
 

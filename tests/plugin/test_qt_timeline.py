@@ -16,9 +16,11 @@ from .conftest import fake_predictions
 
 def grab(widget) -> np.ndarray:
     """(H, W, 3) uint8 RGB of what the widget shows."""
-    image = widget.grab().toImage().convertToFormat(4)  # Format_RGB32
+    from qtpy.QtGui import QImage
+
+    image = widget.grab().toImage().convertToFormat(QImage.Format.Format_RGB32)
     ptr = image.bits()
-    ptr.setsize(image.byteCount())
+    ptr.setsize(image.sizeInBytes())
     bgra = np.frombuffer(ptr, np.uint8).reshape(image.height(), image.bytesPerLine() // 4, 4)
     return bgra[:, : image.width(), 2::-1].copy()
 

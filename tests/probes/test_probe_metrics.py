@@ -110,3 +110,50 @@ def test_matching_is_one_to_one():
 def test_shape_mismatch_is_reported():
     with pytest.raises(PrismError, match="same frames"):
         metrics.average_precision(np.zeros((5, 2)), np.zeros((4, 2)))
+
+
+def test_interpolated_ap_hand_computed_ava_voc_definition():
+    # Ranked: FP, TP, TP, FP, TP (3 positives); a -1 cell is left out.
+    truth = np.array([0, 1, 1, 0, 1, -1])
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.95])
+    # Precision at each rank: 0, 1/2, 2/3, 1/2, 3/5; recall 0, 1/3, 2/3, 2/3, 1.
+    # Interpolated P at R = 1/3, 2/3, 1: max precision at recall >= R = 2/3, 2/3, 3/5.
+    expected = (2 / 3 + 2 / 3 + 3 / 5) / 3  # = 29/45
+    ap = metrics.interpolated_average_precision(truth, scores)
+    assert ap.shape == (1,) and ap[0] == pytest.approx(29 / 45) == pytest.approx(expected)
+    # The step AP (scikit-learn) takes P at each positive: (1/2 + 2/3 + 3/5) / 3 = 53/90.
+    assert metrics.average_precision(truth, scores)[0] == pytest.approx(53 / 90)
+    assert metrics.mean_average_precision(truth, scores, interpolated=True) == pytest.approx(
+        29 / 45)
+
+
+def test_interpolated_ap_per_behavior_never_below_step_ap(case):
+    y, scores = case
+    interp = metrics.interpolated_average_precision(y, scores)
+    step = metrics.average_precision(y, scores)
+    assert np.isnan(interp[2]) and np.isnan(step[2])  # no positive
+    assert np.all(interp[:2] >= step[:2] - 1e-12)
+    assert interp[0] > step[0]
+    perfect = metrics.interpolated_average_precision(np.array([1, 1, 0, 0]),
+                                                      np.array([0.9, 0.8, 0.2, 0.1]))
+    assert perfect[0] == pytest.approx(1.0)
+
+
+def test_top1_macro_accuracy_takes_the_argmax_without_thresholds():
+    # Top scores are all below 0.5: a threshold of 0.5 would predict nothing.
+    scores = np.array([[0.40, 0.30, 0.30],   # truth 0 -> 0 right
+                       [0.20, 0.45, 0.35],   # truth 0 -> 1 wrong
+                       [0.10, 0.48, 0.42],   # truth 1 -> 1 right
+                       [0.30, 0.30, 0.40],   # truth 2 -> 2 right
+                       [0.90, 0.05, 0.05]])  # unlabeled
+    truth = np.array([0, 0, 1, 2, -1])
+    # per class recall: 1/2, 1, 1 -> 5/6
+    assert metrics.top1_macro_accuracy(truth, scores) == pytest.approx(5 / 6)
+    assert metrics.top1_macro_accuracy(truth[:4], scores[:4]) == pytest.approx(
+        balanced_accuracy_score(truth[:4], scores[:4].argmax(1)))
+    matrix = np.array([[1, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [-1, -1, -1]])
+    assert metrics.top1_macro_accuracy(matrix, scores) == pytest.approx(5 / 6)
+    with pytest.raises(PrismError, match="outside 0..2"):
+        metrics.top1_macro_accuracy(np.array([0, 3, 1, 2, 0]), scores)
+    with pytest.raises(PrismError, match="one row per labeled sample"):
+        metrics.top1_macro_accuracy(truth[:3], scores)

@@ -127,7 +127,7 @@ def test_scheduler_killed_mid_run_then_rerun_completes(video_folder, tmp_path, m
     capsys.readouterr()
     try:
         rc = _extract("videos", "--recursive", "--out", "f.zarr", "--cluster", address,
-                      "--task-frames", "8")
+                      "--task-frames", "8", "--frames-per-file", "8")
     finally:
         killer.join(timeout=10)
         _stop(procs)
@@ -200,7 +200,8 @@ def test_worker_that_cannot_see_the_store_says_the_filesystem_must_be_shared(tmp
 
 def _shard_command(index: int, count: int) -> list[str]:
     return [sys.executable, "-m", "prism_science.cli.main", "extract", "videos", "--recursive",
-            "--out", "f.zarr", "--shard", f"{index}/{count}", "--task-frames", "16", *BASE]
+            "--out", "f.zarr", "--shard", f"{index}/{count}", "--task-frames", "16",
+            "--frames-per-file", "16", *BASE]
 
 
 @pytest.mark.slow

@@ -74,7 +74,8 @@ def test_interrupted_run_is_completed_by_a_rerun(video_folder, tmp_path, monkeyp
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(FeatureStore, "write_chunks", dies_on_third_chunk)
-    assert _extract(video, "--out", out) == 130
+    # One file (and one write) per chunk, so that the third write is the third chunk.
+    assert _extract(video, "--out", out, "--frames-per-file", "8") == 130
     report = capsys.readouterr().out  # Ctrl-C still ends with the summary
     assert "STOPPED: interrupted (Ctrl-C)" in report and "0 extracted" in report
     assert "INCOMPLETE a.mp4: 21 of 37 frames not written" in report

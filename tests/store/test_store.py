@@ -86,7 +86,9 @@ def test_video_record_and_features_roundtrip(store_path):
 def test_incomplete_features_are_refused_unless_asked(store_path):
     with open_store(store_path, "a") as store:
         _add_video(store)
-        store.create_features("a.mp4", KEY, (3,), _provenance(), chunk_frames=4)
+        # One file per chunk (no shards): missing ranges are single chunks.
+        store.create_features("a.mp4", KEY, (3,), _provenance(), chunk_frames=4,
+                              shard_frames=4)
         store.write_chunks("a.mp4", KEY, 4, np.ones((4, 3), np.float32))
         assert store.missing_ranges("a.mp4", KEY) == [(0, 4), (8, 10)]
         with pytest.raises(StoreError, match="incomplete"):
@@ -211,3 +213,105 @@ def test_other_schema_version_and_foreign_paths_are_refused(tmp_path):
         f.attrs["prism_science"] = json.dumps({"schema_version": 0})
     with pytest.raises(StoreError, match="schema version 0"):
         open_store(hpath, "a")
+
+
+def _files(folder):
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
+def test_sharded_feature_set_is_one_file_per_shard_and_missing_whole_shards(tmp_path):
+    """Zarr shards: values and markers of 4 chunks in one file each; a shard with a chunk
+    missing is missing whole; reads of any frame range work."""
+    path = tmp_path / "s.zarr"
+    values = np.random.default_rng(1).normal(size=(37, 3)).astype(np.float32)
+    with open_store(path, "a") as store:
+        _add_video(store, n=37)
+        store.create_features("a.mp4", KEY, (3,), _provenance(), chunk_frames=4,
+                              shard_frames=16)
+        assert (store.chunk_frames("a.mp4", KEY), store.shard_frames("a.mp4", KEY)) == (4, 16)
+        store.write_chunks("a.mp4", KEY, 16, values[16:32])  # one whole shard
+        store.write_chunks("a.mp4", KEY, 0, values[0:4])     # one chunk of the first shard
+        assert store.missing_ranges("a.mp4", KEY) == [(0, 16), (32, 37)]
+        with pytest.raises(StoreError, match="not a multiple"):
+            store.create_features("a.mp4", "other-model/mean", (3,), _provenance(),
+                                  chunk_frames=4, shard_frames=10)
+    feature_dir = path / "videos" / "a.mp4" / "features" / KEY
+    assert _files(feature_dir / "values") == ["c/0/0", "c/1/0", "zarr.json"]
+    assert _files(feature_dir / "chunk_done") == ["c/0", "c/1", "zarr.json"]
+    with open_store(path, "a") as store:  # the rest, by a FeatureWriter: whole shards
+        writer = FeatureWriter(store, "a.mp4", KEY, 0)
+        with pytest.raises(StoreError, match="shard boundary"):
+            FeatureWriter(store, "a.mp4", KEY, 4)
+        writer.add(0, values[:16])
+        writer.close()
+        writer = FeatureWriter(store, "a.mp4", KEY, 32)
+        writer.add(32, values[32:])
+        writer.close()
+        store.mark_complete("a.mp4", KEY)
+    with open_store(path, "r") as store:
+        np.testing.assert_array_equal(store.read_features("a.mp4", KEY).values, values)
+        np.testing.assert_array_equal(
+            store.read_features("a.mp4", KEY, frames=slice(13, 35)).values, values[13:35])
+    assert len(_files(feature_dir / "values")) == 4  # 3 shards + metadata
+    assert len(_files(feature_dir / "chunk_done")) == 4
+
+
+def test_hdf5_ignores_shards(tmp_path):
+    with open_store(tmp_path / "s.h5", "a") as store:
+        _add_video(store, n=37)
+        store.create_features("a.mp4", KEY, (3,), _provenance(), chunk_frames=4,
+                              shard_frames=16)
+        assert store.shard_frames("a.mp4", KEY) == 4
+
+
+def test_store_written_before_sharding_reads_and_resumes(tmp_path):
+    """A feature set as stores were written before shards (markers one chunk each, no
+    shard_frames attribute) is read, resumed chunk by chunk, and completed."""
+    path = tmp_path / "old.zarr"
+    values = np.random.default_rng(2).normal(size=(10, 3)).astype(np.float32)
+    with open_store(path, "a") as store:
+        _add_video(store)
+        feature_path = f"videos/a.mp4/features/{KEY}"
+        store._b.require_group(feature_path)
+        store._b.create_array(f"{feature_path}/chunk_done", (3,), (1,), np.uint8)
+        store._b.create_array(f"{feature_path}/values", (10, 3), (4, 3), np.float32)
+        store._b.set_attrs(feature_path, {"provenance": _provenance(), "chunk_frames": 4,
+                                          "feature_shape": [3], "complete": False})
+        store.write_chunks("a.mp4", KEY, 4, values[4:8])
+    with open_store(path, "a") as store:
+        assert store.shard_frames("a.mp4", KEY) == 4
+        assert store.create_features("a.mp4", KEY, (3,), _provenance()) == 4  # reused as is
+        assert store.missing_ranges("a.mp4", KEY) == [(0, 4), (8, 10)]
+        for start, stop in store.missing_ranges("a.mp4", KEY):
+            writer = FeatureWriter(store, "a.mp4", KEY, start)
+            writer.add(start, values[start:stop])
+            writer.close()
+        store.mark_complete("a.mp4", KEY)
+    with open_store(path, "r") as store:
+        np.testing.assert_array_equal(store.read_features("a.mp4", KEY).values, values)
+    assert len(_files(path / "videos" / "a.mp4" / "features" / KEY / "chunk_done")) == 4
+
+
+def test_extracted_store_has_few_files_per_video(tmp_path):
+    """3000 frames (100 s of 30 fps video): a handful of files with shards, against one value
+    file and one marker file per 256-frame chunk without; same values either way."""
+    from prism_science.extraction import ExtractOptions, run_extraction
+    from prism_science.extraction.windows import WindowParams
+    from tests.store.conftest import TEST_MODEL, write_video
+
+    video = write_video(tmp_path / "long.mp4", 3000, width=32, height=32)
+    stores = {}
+    for name, shard_frames in (("sharded", None), ("unsharded", 256)):
+        options = ExtractOptions(model=TEST_MODEL, params=WindowParams(hop=4), device="cpu",
+                                 batch_size=32, shard_frames=shard_frames, progress=False)
+        report = run_extraction([video], tmp_path / f"{name}.zarr", options)
+        assert report.ok and report.frames == 3000, report.summary()
+        stores[name] = tmp_path / f"{name}.zarr"
+    sharded, unsharded = (len(_files(stores[n])) for n in ("sharded", "unsharded"))
+    # values + markers: 1 file each (8192-frame shards), against 12 each (256-frame chunks);
+    # the other 10 are metadata (zarr.json of each group and array, timestamps).
+    assert sharded <= 12, _files(stores["sharded"])
+    assert unsharded >= sharded + 2 * (12 - 1)
+    with open_store(stores["sharded"], "r") as a, open_store(stores["unsharded"], "r") as b:
+        np.testing.assert_array_equal(a.read_features("long.mp4").values,
+                                      b.read_features("long.mp4").values)

@@ -3,10 +3,16 @@
 (../shared/data/formats/chimpact/FORMAT.md.) Two layouts are read:
 
 - the raw per-clip JSON (``labels/<clip>.json``): ``images[]`` whose ``file_name`` ends in the
-  frame index, ``annotations[]`` with ``image_id``, ``bbox`` ``[x, y, w, h]`` px, ``bbox_id``
-  (the individual) and ``behaviors`` (0-based ids of 23 classes, multi-label);
+  **keyframe ordinal** k (``.../000002.jpg``), the video frame being ``10 * k`` (the official
+  ``tools/create_coco_format.py``: ``full_image_set_index[ordinal]``, frame ``frame_id // 10``);
+  ``annotations[]`` with ``image_id``, ``bbox`` ``[x, y, w, h]`` px, ``bbox_id`` (the
+  individual) and ``behaviors`` (0-based ids of 23 classes, multi-label);
 - the processed COCO-VID JSON: ``videos[]`` (``id, name, fps, frames``), ``images[]`` with
-  ``video_id``/``frame_id``, annotations with ``instance_id`` and ``iskeyframe``.
+  ``video_id``, ``file_name`` ``<clip>/<frame:06d>.jpg`` (the video frame, as extracted by
+  ffmpeg from 0) and ``frame_id`` (a running count of the images written, which skips the
+  blocks of 10 frames without a keyframe: the frame only when none is missing; used when the
+  file name has no number), annotations with ``instance_id`` and ``iskeyframe`` (``true``/
+  ``false`` or the official ``1``/``0``).
 
 Only keyframes are annotated (every 10th frame; the processed files interpolate the rest, which
 ``keyframes_only`` skips). Each (box, behavior) becomes a one-frame interval with its box as
@@ -48,15 +54,31 @@ def sniff(path: Path, head: str) -> bool:
                                                           '"videos"'))
 
 
-def _frame_of(image: dict, path: Path) -> int:
+KEYFRAME_STEP = 10
+"""Frames between two annotated keyframes (raw file_name ordinal k = frame 10 * k)."""
+
+
+def _number_in(name: str) -> int | None:
+    m = re.search(r"(\d+)(?=\.\w+$)|(\d+)$", name)
+    return int(m.group(1) or m.group(2)) if m else None
+
+
+def _frame_of(image: dict, path: Path, raw: bool) -> int:
+    """The video frame of an ``images[]`` entry (see the module docstring)."""
+    name = str(image.get("file_name", ""))
+    number = _number_in(name)
+    if raw:
+        if number is None:
+            raise LabelError(
+                f"{path}, images id {image.get('id')!r}, field 'file_name': expected a name "
+                f"ending in the keyframe ordinal (e.g. 000002.jpg = frame 20), found {name!r}.")
+        return KEYFRAME_STEP * number
+    if number is not None:
+        return number
     if image.get("frame_id") is not None:
         return int(image["frame_id"])
-    name = str(image.get("file_name", ""))
-    m = re.search(r"(\d+)(?=\.\w+$)|(\d+)$", name)
-    if not m:
-        raise LabelError(f"{path}, images id {image.get('id')!r}, field 'file_name': expected a "
-                         f"name ending in the frame index (e.g. 000010.jpg), found {name!r}.")
-    return int(m.group(1) or m.group(2))
+    raise LabelError(f"{path}, images id {image.get('id')!r}: neither 'file_name' ending in the "
+                     f"frame index (e.g. clip/000010.jpg) nor 'frame_id', found {name!r}.")
 
 
 def read(path: Path, options: ReadOptions, keyframes_only: bool = True) -> dict[str, LabelTable]:
@@ -70,15 +92,28 @@ def read(path: Path, options: ReadOptions, keyframes_only: bool = True) -> dict[
         raise LabelError(f"{path}: expected COCO keys 'images' and 'annotations', found "
                          f"{list(data)[:8] if isinstance(data, dict) else type(data).__name__}.")
     videos = {v["id"]: v for v in data.get("videos", []) if isinstance(v, dict) and "id" in v}
+    # Raw per-clip files have no videos[] and images without video_id / frame_id.
+    raw = "videos" not in data and not any(
+        isinstance(im, dict) and ("video_id" in im or "frame_id" in im) for im in data["images"])
     images = {}
     for image in data["images"]:
-        images[image.get("id")] = (image.get("video_id"), _frame_of(image, path))
+        images[image.get("id")] = (image.get("video_id"), _frame_of(image, path, raw))
+    if raw and options.n_frames is not None and images:
+        last = max(frame for _, frame in images.values())
+        if last >= options.n_frames:
+            raise LabelError(
+                f"{path}: an image's 'file_name' ends in {last // KEYFRAME_STEP}, keyframe "
+                f"ordinal -> frame {last}, beyond the clip's {options.n_frames} frames: the raw "
+                f"ChimpACT file names count keyframes (frame = {KEYFRAME_STEP} x ordinal). If "
+                "this file names frame indices, convert it to the processed COCO-VID layout "
+                "(videos[] + images[].video_id) or check n_frames.")
     names = list(CHIMPACT_BEHAVIORS)
     by_video: dict[Any, list[Interval]] = defaultdict(list)
     keyframes: dict[Any, set[tuple[str, int]]] = defaultdict(set)
     for i, ann in enumerate(data["annotations"]):
         where = f"{path}, annotations[{i}]"
-        if keyframes_only and ann.get("iskeyframe") is False:
+        keyframe = ann.get("iskeyframe")
+        if keyframes_only and keyframe is not None and not bool(keyframe):  # false or 0
             continue
         if ann.get("image_id") not in images:
             raise LabelError(f"{where}, field 'image_id': {ann.get('image_id')!r} is not the id "

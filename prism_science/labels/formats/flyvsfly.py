@@ -1,13 +1,19 @@
-"""Fly vs. Fly / FlyTracker ``<movie>-actions.mat`` (MATLAB v5 or v7.3).
+"""Fly vs. Fly / FlyTracker actions files (MATLAB v5 or v7.3).
+
+Both namings are recognised: FlyTracker's ``<movie>-actions.mat`` / ``<movie>-track.mat`` and
+the Fly vs. Fly 2014 release's ``movieN_actions.mat`` / ``movieN_track.mat``; the video id is
+the part before the suffix (``movie3``).
 
 ``behs``: 1 x B cellstr of behavior names; ``bouts``: n_flies x B cell, ``bouts{fly, b}`` a
 K x 2 (or K x 3, third column a flag, not kept) matrix of ``[start end]`` frames, **1-based and
 inclusive** (FlyTracker visualizer.m). Subjects are ``fly1``, ``fly2``, ...; behaviors are
-multi-label. A fly with at least one bout counts as labeled on every frame for every behavior
-(FlyTracker's own FlyTrackerBouts2LabelIdx marks a fly unlabeled only per behavior; Fly vs. Fly
-annotates every behavior of every movie, so an empty list means "never"). A fly with no bout at
-all stays unlabeled. The movie's length is ``n_frames`` when given, else read from a sibling
-``<movie>-track.mat`` (``trk.data``: flies x frames x fields), else the last bout's end.
+multi-label. Fly vs. Fly is exhaustively annotated -- every behavior of every fly of every
+movie -- so every fly of ``bouts`` is labeled on every frame for every behavior, and an empty
+list means "never": a fly, or a whole movie, without any bout is all negatives, not unlabeled
+(FlyTracker's own FlyTrackerBouts2LabelIdx marks a fly unlabeled only per behavior). The movie's
+length is ``n_frames`` when given, else read from the sibling track file (``trk.data``: flies x
+frames x fields), else the last bout's end (with a warning; a movie without bouts then has no
+labeled frame).
 """
 
 from __future__ import annotations
@@ -26,14 +32,33 @@ from prism_science.labels.table import Interval, LabelTable, Segment, frames_to_
 logger = logging.getLogger(__name__)
 
 
+ACTIONS_SUFFIXES = ("-actions", "_actions")
+"""FlyTracker's and the Fly vs. Fly 2014 release's actions-file suffixes (before ``.mat``)."""
+
+
 def video_id_from_path(path: Path) -> str:
+    """``movie3`` for ``movie3-actions.mat`` (FlyTracker) or ``movie3_actions.mat`` (FvF 2014)."""
     stem = path.stem
-    return stem[: -len("-actions")] if stem.endswith("-actions") else stem
+    for suffix in ACTIONS_SUFFIXES:
+        if stem.endswith(suffix):
+            return stem[: -len(suffix)]
+    return stem
+
+
+def _track_file(path: Path) -> Path | None:
+    """The sibling track file, in the naming of the actions file first."""
+    movie = video_id_from_path(path)
+    separators = ("_", "-") if path.stem.endswith("_actions") else ("-", "_")
+    for separator in separators:
+        track = path.with_name(f"{movie}{separator}track.mat")
+        if track.is_file():
+            return track
+    return None
 
 
 def _track_length(path: Path) -> int | None:
-    track = path.with_name(video_id_from_path(path) + "-track.mat")
-    if not track.is_file():
+    track = _track_file(path)
+    if track is None:
         return None
     try:
         trk = load_mat(track).get("trk")
@@ -65,7 +90,6 @@ def read(path: Path, options: ReadOptions) -> dict[str, LabelTable]:
     if n_frames is None:
         n_frames = _track_length(path)
     intervals: list[Interval] = []
-    flies_with_bouts = []
     for fly in range(bouts.shape[0]):
         subject = f"fly{fly + 1}"
         for b, behavior in enumerate(behs):
@@ -77,16 +101,21 @@ def read(path: Path, options: ReadOptions) -> dict[str, LabelTable]:
                 intervals.append(Interval(behavior, start, end, s, e, subject,
                                           options.annotator, "manual",
                                           origin=f"{path}, {field} row {k + 1}"))
-            if len(matrix) and subject not in flies_with_bouts:
-                flies_with_bouts.append(subject)
     if n_frames is None:
         n_last = max((iv.end_frame for iv in intervals), default=-1) + 1
-        logger.warning("%s: movie length unknown; labeled frames end at the last bout (%d). "
-                       "Pass n_frames for the whole movie.", path, n_last)
+        if intervals:
+            logger.warning("%s: movie length unknown; labeled frames end at the last bout (%d). "
+                           "Pass n_frames for the whole movie.", path, n_last)
+        else:
+            logger.warning("%s: no bout and the movie length is unknown, so its negatives cannot "
+                           "be placed: nothing is labeled. Pass n_frames or put %s_track.mat "
+                           "beside it.", path, video_id_from_path(path))
         last = n_last - 1
     else:
         last = n_frames - 1
-    segments = [Segment(0, last, s) for s in flies_with_bouts] if last >= 0 else []
+    # Exhaustive annotation: every fly is labeled on every frame, bouts or not.
+    flies = [f"fly{fly + 1}" for fly in range(bouts.shape[0])]
+    segments = [Segment(0, last, s) for s in flies] if last >= 0 else []
     video_id = options.video_id or video_id_from_path(path)
     bset = BehaviorSet(tuple(behs))
     if options.behaviors is not None:
