@@ -121,9 +121,13 @@ def main() -> int:
     lk.timeline.set_view(session.n_frames // 4, session.n_frames // 2)
     settle()
     lk.timeline.grab().save(str(args.out / "timeline.png"))
+    window.resize(1920, 1080)
+    workbench.setMinimumWidth(640)  # as a user widens the dock to read the table
     workbench.open_section("Train and predict")
     settle()
     workbench.grab().save(str(args.out / "train.png"))
+    workbench.setMinimumWidth(300)
+    window.resize(1280, 800)
     workbench.open_section("Review")
     review.next_item()
     settle()

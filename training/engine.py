@@ -287,8 +287,8 @@ def train_step(
     Returns
     -------
     dict of str to float
-        The metrics averaged over the micro-batches, and ``grad_norm`` (before clipping) when
-        the loss was finite.
+        The metrics averaged over the micro-batches and, on several ranks, over the ranks; and
+        ``grad_norm`` (before clipping) when the loss was finite.
 
     Raises
     ------
@@ -323,7 +323,20 @@ def train_step(
     else:
         optimizer.zero_grad(set_to_none=True)
     guard.record(finite, step)
-    return metrics
+    return _mean_over_ranks(metrics, info)
+
+
+def _mean_over_ranks(metrics: dict[str, float], info: DistInfo) -> dict[str, float]:
+    """Each metric averaged over the ranks (each rank sees its share of the batch), so rank 0
+    logs the whole batch's loss, not its own half. The keys are the same on every rank: the
+    NaN decision is joint, and ``grad_norm`` is of the all-reduced gradients."""
+    if info.world_size <= 1:
+        return metrics
+    keys = sorted(metrics)
+    values = torch.tensor([metrics[k] for k in keys], dtype=torch.float64, device=info.device)
+    dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    values /= info.world_size
+    return dict(zip(keys, values.tolist(), strict=True))
 
 
 # ---------------------------------------------------------------------------- setup

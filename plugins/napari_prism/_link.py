@@ -12,7 +12,8 @@ video's own frame rate times the speed, +/- change the speed, Ctrl+Left/Right ju
 project, Return / Delete / . accept, reject and skip to the next bout in review. The keys are
 bound on the viewer *and* on every layer, whose own bindings napari consults first, so that
 napari's image-layer shortcuts (c, o, x, y, z, 1, 2) never swallow a label key while a video is
-open. A click on any button of the viewer window gives the keyboard back to the canvas.
+open. A click on any button of the workbench gives the keyboard back to the canvas
+(:meth:`ViewerLink.keep_keyboard`).
 
 Closing the viewer while a background task runs asks first, cancels the task and waits for it.
 """
@@ -238,6 +239,9 @@ class ViewerLink(QObject):
         found = current(self.viewer)
         layer, session = found if found is not None else (None, None)
         if session is self.session:
+            if session is not None and [id(x) for x in self.viewer.layers] != [
+                    id(x) for x in self._keyed_layers]:
+                self._bind_keys()  # a layer was added: it gets the keys too
             return
         if self.session is not None:
             self.session.unsubscribe(self._on_session_edit)

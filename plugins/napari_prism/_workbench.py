@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from qtpy.QtCore import QSize, Qt
 from qtpy.QtWidgets import QScrollArea, QSizePolicy, QToolBox, QVBoxLayout, QWidget
 
 from ._link import link
@@ -18,8 +19,8 @@ SECTIONS = ("Videos", "Ethogram", "Extract features", "Train and predict", "Revi
             "Suggest frames", "Search by text", "Save and export")
 """Titles of the sections, in order."""
 
-WIDTH = 340
-"""Width of the dock in pixels: 27% of a 1280 px wide screen."""
+WIDTH = 360
+"""Width of the dock in pixels at first: 28% of a 1280 px wide window."""
 
 
 class WorkbenchWidget(QWidget):
@@ -54,10 +55,14 @@ class WorkbenchWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addWidget(self.toolbox)
-        self.setMinimumWidth(WIDTH - 40)
-        self.setMaximumWidth(WIDTH + 40)
+        self.setMinimumWidth(WIDTH - 60)
+        self.setMaximumWidth(2 * WIDTH)  # drag the dock's edge for wide tables
         self.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Expanding)
         self.link.keep_keyboard(self)
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt API
+        """:data:`WIDTH` wide: the dock opens narrow, whatever its sections would like."""
+        return QSize(WIDTH, super().sizeHint().height())
 
     def open_section(self, title: str) -> QWidget:
         """Open the section called ``title`` and return its widget."""
@@ -67,7 +72,11 @@ class WorkbenchWidget(QWidget):
 
 def video_first_layout(viewer: napari.Viewer) -> None:
     """Room for the video: napari's layer controls and layer list are hidden (*Window* menu
-    brings them back), so the canvas, the workbench and the timeline share the window."""
+    brings them back), so the canvas, the workbench and the timeline share the window; the
+    workbench takes the window's whole height, the timeline the width under the canvas."""
     qt_viewer = viewer.window._qt_viewer
     for dock in (qt_viewer.dockLayerControls, qt_viewer.dockLayerList):
         dock.setVisible(False)
+    window = viewer.window._qt_window
+    window.setCorner(Qt.BottomRightCorner, Qt.RightDockWidgetArea)
+    window.setCorner(Qt.TopRightCorner, Qt.RightDockWidgetArea)

@@ -49,17 +49,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def prefer_plugin_reader() -> None:
-    """Make prism-science napari's reader for video files (napari's builtin reader loads a
-    whole video into memory); extensions the user mapped to another reader are left alone."""
+def configure_napari() -> None:
+    """Settings of napari for video work, made before the viewer exists.
+
+    prism-science becomes napari's reader for video files (napari's builtin reader loads a
+    whole video into memory; extensions the user mapped to another reader are left alone), and
+    napari slices layers in a background thread (its ``experimental.async_`` setting), so a
+    frame is decoded off the GUI thread while scrubbing and the window never stalls.
+    """
     from napari.settings import get_settings
 
     from prism_science.video import VIDEO_EXTENSIONS
 
-    mapping = dict(get_settings().plugins.extension2reader)
+    settings = get_settings()
+    mapping = dict(settings.plugins.extension2reader)
     wanted = {f"*{ext}": "prism-science" for ext in sorted(VIDEO_EXTENSIONS)}
     if any(pattern not in mapping for pattern in wanted):
-        get_settings().plugins.extension2reader = {**wanted, **mapping}
+        settings.plugins.extension2reader = {**wanted, **mapping}
+    settings.experimental.async_ = True
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.widgets == "all":
         wanted = WIDGETS[1:]
-    prefer_plugin_reader()
+    configure_napari()
     viewer = napari.Viewer(title="prism-science")
     first = None
     for name in wanted:

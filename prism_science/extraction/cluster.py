@@ -404,7 +404,8 @@ def make_client(
         logger.info("Slurm job script (%d to %d jobs, adaptive):\n%s", min_jobs, max_jobs,
                     cluster.job_script())
         cluster.adapt(minimum_jobs=min_jobs, maximum_jobs=max_jobs)
-        gpu = "GPU=1" in " ".join(map(str, kwargs.get("worker_extra_args", [])))
+        worker_args = kwargs.get("worker_extra_args", _jobqueue_config("worker-extra-args"))
+        gpu = "GPU=" in " ".join(map(str, worker_args or []))
         return distributed.Client(cluster), cluster, gpu
     raise ClusterError(
         f"--cluster {spec!r}: expected local:N, tcp://HOST:PORT or slurm"

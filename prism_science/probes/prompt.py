@@ -556,7 +556,15 @@ class PromptProbe(BaseProbe):
         if source is None:
             raise ProbeError("a prompt probe needs its video-text model: pass text_model=NAME or "
                              "FOLDER, or features with provenance (from a store)")
-        return resolve_text_model(source, provenance.get("weights_sha256"))
+        try:
+            return resolve_text_model(source, provenance.get("weights_sha256"))
+        except ProbeError as exc:
+            if given is not None or self.text_model:
+                raise
+            raise ProbeError(
+                f"{exc} (the model was looked up by the name the features' provenance records, "
+                f"{source!r}; when the features were extracted with a weights folder, pass it: "
+                "text_model=FOLDER, --text-model FOLDER)") from exc
 
     def _attach(self, module: _PromptModule, names: Sequence[str],
                 model: nn.Module | None = None) -> None:

@@ -449,15 +449,43 @@ def _read_cvat(path: Path) -> Tracks:
 
 
 # ------------------------------------------------------------------------------ ChimpACT COCO
-def _frame_of(path: Path, image: dict) -> int:
-    if image.get("frame_id") is not None:
-        return int(image["frame_id"])
-    name = str(image.get("file_name", ""))
-    m = re.search(r"(\d+)(?=\.\w+$)|(\d+)$", name)
-    if not m:
-        raise TracksError(f"{path}, images id {image.get('id')!r}, field 'file_name': expected a "
-                          f"name ending in the frame index (e.g. 000010.jpg), found {name!r}.")
-    return int(m.group(1) or m.group(2))
+CHIMPACT_KEYFRAME_STEP = 10
+"""Frames between two annotated ChimpACT keyframes (a raw file_name ordinal k is frame 10 * k)."""
+
+
+def chimpact_is_raw(data: dict) -> bool:
+    """Whether a ChimpACT JSON is a raw per-clip file (no ``videos[]``, images without
+    ``video_id`` / ``frame_id``) rather than the processed COCO-VID one."""
+    return "videos" not in data and not any(
+        isinstance(im, dict) and ("video_id" in im or "frame_id" in im) for im in data["images"])
+
+
+def chimpact_frame(image: dict, raw: bool) -> int | None:
+    """The video frame of a ChimpACT ``images[]`` entry, None when it names none.
+
+    Raw per-clip files: ``file_name`` ends in the keyframe ordinal k and the frame is ``10 * k``
+    (the official ``tools/create_coco_format.py``). Processed files: the number ending
+    ``file_name`` is the frame (extracted by ffmpeg from 0); ``frame_id`` is only a running count
+    of the images written, used when the name holds no number.
+    """
+    m = re.search(r"(\d+)(?=\.\w+$)|(\d+)$", str(image.get("file_name", "")))
+    number = int(m.group(1) or m.group(2)) if m else None
+    if raw:
+        return None if number is None else CHIMPACT_KEYFRAME_STEP * number
+    if number is not None:
+        return number
+    return int(image["frame_id"]) if image.get("frame_id") is not None else None
+
+
+def _frame_of(path: Path, image: dict, raw: bool) -> int:
+    frame = chimpact_frame(image, raw)
+    if frame is None:
+        expected = ("the keyframe ordinal (e.g. 000002.jpg = frame 20)" if raw
+                    else "the frame index (e.g. clip/000010.jpg)")
+        raise TracksError(
+            f"{path}, images id {image.get('id')!r}, field 'file_name': expected a name ending "
+            f"in {expected}, found {str(image.get('file_name', ''))!r}.")
+    return frame
 
 
 def _load_json(path: Path, what: str) -> Any:
@@ -491,9 +519,10 @@ def _read_chimpact(path: Path, video: str | None) -> tuple[Tracks, int]:
                 raise TracksError(f"{path}: no video named {video!r}; its videos are "
                                   f"{', '.join(str(v.get('name', k)) for k, v in videos.items())}.")
     images: dict[Any, tuple[int, dict]] = {}
+    raw = chimpact_is_raw(data)
     for image in data["images"]:
         if chosen is None or image.get("video_id") == chosen:
-            images[image.get("id")] = (_frame_of(path, image), image)
+            images[image.get("id")] = (_frame_of(path, image, raw), image)
     per_subject: dict[str, dict[int, tuple[float, ...]]] = {}
     kp_per_subject: dict[str, dict[int, np.ndarray]] = {}
     for i, ann in enumerate(data["annotations"]):

@@ -4,10 +4,15 @@ A video file's packets are demuxed (no decoding) and their presentation time sta
 recorded; sorted, these PTS define the frames, so the frame count is exact whatever the
 container's metadata says and timestamps are correct for variable-frame-rate video. Packets before
 the first decoded frame (edit lists) are not frames; streams without usable time stamps are indexed
-by decoding them once. An image folder's frames are its image files in natural order. The result
-is a :class:`VideoInfo`; reading frames is :class:`prism_science.video.VideoReader`'s job. The
-container helpers shared with the reader (opening, decoding with damaged packets skipped, priming
-the decoder before a seek) live here too. See docs/video.md.
+by decoding them once. So are streams whose "PTS" are decode times: AVI stores no PTS and FFmpeg
+takes each packet's DTS for it, so in an AVI with B-frames the decoder hands out frames in display
+order carrying time stamps in decode order; when the packets' PTS rise in decode order although
+the codec reorders frames, the first decoded frames are checked and, if their PTS are out of
+order, display order is rebuilt by numbering the decoded frames. An image folder's frames are
+its image files in natural order. The result is a :class:`VideoInfo`; reading frames is
+:class:`prism_science.video.VideoReader`'s job. The container helpers shared with the reader
+(opening, decoding with damaged packets skipped, priming the decoder before a seek) live here
+too. See docs/video.md.
 """
 
 from __future__ import annotations
@@ -287,6 +292,7 @@ def index_file(path: Path, threads: int = 0) -> FileIndex:
     missing_pts = False
     counted = False
     truncated = False
+    reorders = False
     try:
         try:
             for packet in container.demux(stream):
@@ -311,9 +317,19 @@ def index_file(path: Path, threads: int = 0) -> FileIndex:
         width, height = stream.codec_context.width, stream.codec_context.height
         time_base = stream.time_base or Fraction(1, 1)
         nominal = stream.average_rate or stream.guessed_rate or stream.base_rate
+        reorders = bool(stream.codec_context.has_b_frames)
     finally:
         container.close()
-    first = _first_decoded_pts(path, threads) if pts_list and not missing_pts else None
+    # Packet PTS rising in decode order although the codec reorders frames: decode times taken
+    # for PTS (AVI), or B-frames not yet used; the decoded frames' PTS tell which.
+    dts_as_pts = reorders and all(a < b for a, b in zip(pts_list, pts_list[1:], strict=False))
+    head = (_decoded_pts_head(path, threads, _REORDER_CHECK_FRAMES if dts_as_pts else 1)
+            if pts_list and not missing_pts else [])
+    first = head[0] if head else None
+    if any(b is None or a is None or b <= a for a, b in zip(head, head[1:], strict=False)):
+        logger.info("%s: time stamps are decode times (%s with B-frames); rebuilding the display "
+                    "order by decoding", path, codec)
+        missing_pts = True
     if first is not None and first in pts_list:
         # Packets before the first decoded frame are dropped by the decoder (edit lists).
         pts_list = [p for p in pts_list if p >= first]
@@ -351,17 +367,25 @@ def index_file(path: Path, threads: int = 0) -> FileIndex:
     return FileIndex(info=info, pts=pts, key_pts=key_pts, counted=counted)
 
 
-def _first_decoded_pts(path: Path, threads: int) -> int | None:
-    """PTS of the first decoded frame (None in raw streams without time stamps)."""
+_REORDER_CHECK_FRAMES = 48
+"""Frames decoded to check that PTS follow display order (streams that may hold B-frames)."""
+
+
+def _decoded_pts_head(path: Path, threads: int, n: int) -> list[int | None]:
+    """PTS of the first ``n`` decoded frames (None entries in raw streams without time stamps;
+    fewer when the file is shorter or damaged from the start)."""
     container, stream = open_container(path, threads)
+    head: list[int | None] = []
     try:
         for frame in decoded_frames(container, stream, path):
-            return frame.pts
+            head.append(frame.pts)
+            if len(head) >= n:
+                break
     except av.FFmpegError:
         pass  # damaged from the first frame: reported when frames are read
     finally:
         container.close()
-    return None
+    return head
 
 
 def _count_by_decoding(path: Path, threads: int) -> int:

@@ -232,3 +232,15 @@ def test_prompt_probe_through_the_pipeline_scores_unseen_names(emb_store, lvt_fo
 def _features(store_path):
     with open_store(store_path, mode="r") as store:
         return store.read_features(store.video_ids()[0]).values
+
+
+def test_prompt_probe_of_a_folder_model_asks_for_the_folder(emb_store):
+    """The provenance records the model's name; a folder model is not found by it."""
+    video_id = _video_id(emb_store)
+    table = LabelTable(intervals=[Interval("walking", 0, 23)], segments=[Segment(0, 47)],
+                       n_frames=N_FRAMES, fps=30.0)
+    with open_store(emb_store, mode="r+") as store:
+        save_labels(store, video_id, table, "folder_test")
+        with pytest.raises(ProbeError, match="--text-model FOLDER"):
+            train_probe(store, "folder_test", "prompt", validation_fraction=0.0,
+                        params={"max_epochs": 1})

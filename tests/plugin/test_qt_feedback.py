@@ -116,3 +116,31 @@ def test_nwb_export_runs_in_a_worker(make_napari_viewer, qtbot, video, tmp_path)
     assert io.task.last_error is None, io.task.last_error
     assert target.is_file() and io.task.last_result == target
     QApplication.processEvents()
+
+
+def test_scrubbing_decodes_off_the_gui_thread(make_napari_viewer, qtbot, video, monkeypatch):
+    import threading
+
+    import numpy as np
+
+    from napari_prism._lazy_video import LazyVideo
+    from prism_science.cli.gui import configure_napari
+
+    configure_napari()  # as `prism-science gui` does, before the viewer exists
+    viewer = make_napari_viewer(show=True)
+    viewer.open(str(video), plugin="prism-science")
+    layer = viewer.layers[0]
+    threads = []
+    original = LazyVideo.__getitem__
+
+    def spy(self, key):
+        threads.append(threading.current_thread() is threading.main_thread())
+        return original(self, key)
+
+    monkeypatch.setattr(LazyVideo, "__getitem__", spy)
+    for frame in (40, 7, 83):
+        viewer.dims.set_current_step(0, frame)
+        expected = original(layer.data, frame)
+        qtbot.waitUntil(lambda e=expected: np.array_equal(
+            np.asarray(layer._slice.image.raw), e), timeout=10_000)
+    assert threads and not any(threads)  # every decode ran in napari's slicing thread

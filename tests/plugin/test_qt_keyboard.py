@@ -85,14 +85,21 @@ def test_label_keys_win_over_napari_layer_shortcuts(labeling, qtbot):
     assert session.behavior("chasing").key == "c"
     assert any("chasing" in m and "letter" in m for m in errors(before))
     # the same keys work when another layer is selected
-    viewer.add_points(np.zeros((1, 3)))
-    assert viewer.layers.selection.active is not layer
+    points = viewer.add_points(np.zeros((1, 3)))
+    assert viewer.layers.selection.active is points
     go_to_frame(viewer, 40)
     key(viewer, qtbot, "o")
     go_to_frame(viewer, 44)
     key(viewer, qtbot, "o")
+    ethogram.table.item(2, 1).setText("2")
+    go_to_frame(viewer, 50)
+    key(viewer, qtbot, "2")  # the points layer's "add points" mode key: labels here
+    key(viewer, qtbot, "2")
     assert ("courtship", 40, 44) in [(b.behavior, b.start_frame, b.end_frame)
                                      for b in session.bouts()]
+    assert ("copulation", 50, 50) in [(b.behavior, b.start_frame, b.end_frame)
+                                      for b in session.bouts()]
+    assert points.mode == "pan_zoom"
 
 
 def test_focus_returns_to_the_canvas_after_a_button(labeling, qtbot):

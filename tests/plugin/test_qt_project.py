@@ -160,6 +160,7 @@ def test_gui_command_opens_a_project_with_the_workbench(make_napari_viewer, proj
     assert Project.open(project_folder).external == [outside]
     # napari's builtin reader is not preselected for videos: ours is
     assert get_settings().plugins.extension2reader["*.mp4"] == "prism-science"
+    assert get_settings().experimental.async_  # frames decode off the GUI thread
     assert gui.run(argparse.Namespace(path=[str(outside) + ".missing"], widgets="all")) == 2
 
 
@@ -178,3 +179,23 @@ def test_switching_keeps_unsaved_history_and_never_overlays(make_napari_viewer, 
     assert bouts(session) == [("chasing", 2, 6)]
     assert session.undo() and bouts(session) == []  # the same session, history included
     assert project.session_path(project.videos[0]).name == "arena1.mp4.prism-session.json"
+
+
+def test_the_video_stays_big_at_1280x800(make_napari_viewer, qtbot, video):
+    from napari_prism._workbench import SECTIONS, video_first_layout
+
+    viewer = make_napari_viewer(show=True)
+    _, workbench = viewer.window.add_plugin_dock_widget("prism-science", "Workbench")
+    video_first_layout(viewer)
+    viewer.open(str(video), plugin="prism-science")
+    for name in ("chasing", "courtship", "copulation"):
+        link(viewer).session.add_behavior(name)
+    window = viewer.window._qt_window
+    window.resize(1280, 800)
+    qtbot.waitUntil(lambda: window.width() == 1280, timeout=5_000)
+    qtbot.wait(200)
+    canvas = viewer.window._qt_viewer.canvas.native
+    assert canvas.width() >= 0.65 * 1280 and canvas.height() >= 0.55 * window.height()
+    assert workbench.width() <= 420
+    titles = [workbench.toolbox.itemText(i) for i in range(workbench.toolbox.count())]
+    assert titles == list(SECTIONS)  # one dock, readable section titles

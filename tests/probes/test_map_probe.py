@@ -11,6 +11,7 @@ import pytest
 import torch
 from sklearn.base import clone
 from sklearn.metrics import average_precision_score
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from prism_science.cli.main import main
 from prism_science.errors import ProbeError
@@ -248,3 +249,21 @@ def test_cli_refuses_map_options_for_other_kinds(tmp_path, capsys):
                  "--kind", "linear", "--loss", "eql", "--out", str(tmp_path / "x")])
     assert code == 2
     assert "--loss: options of --kind map only" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- scikit-learn checks
+MAP_EXPECTED_FAILURES = {
+    "check_sample_weight_equivalence_on_dense_data":
+        "stochastic mini-batch training: weights are not exactly duplicated samples",
+    "check_supervised_y_2d": "2-D y is the multi-label frames x behaviors matrix",
+    "check_classifiers_train": "trained for 3 epochs here (speed); accuracy tested above",
+    "check_class_weight_classifiers":
+        "trained for 3 epochs here (speed); class weights are BaseProbe's, tested elsewhere",
+}
+
+
+@parametrize_with_checks([MAPProbe(n_heads=1, max_epochs=3, learning_rate=1e-3,
+                                   random_state=0)],
+                         expected_failed_checks=lambda est: MAP_EXPECTED_FAILURES)
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)

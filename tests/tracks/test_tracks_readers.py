@@ -170,7 +170,8 @@ def test_kabr_cvat_xml_tracks(tmp_path):
 
 # ------------------------------------------------------------------------------ ChimpACT
 def test_chimpact_raw_coco_keyframes_are_interpolated(tmp_path):
-    images = [{"id": i, "file_name": f"Azibo_clip_{10 * i:06d}.jpg", "width": 1920,
+    # raw per-clip files name each keyframe by its ordinal k: the video frame is 10 * k
+    images = [{"id": i, "file_name": f"Azibo_clip/{i:06d}.jpg", "width": 1920,
                "height": 1080} for i in range(3)]
     annotations = []
     for i in range(3):

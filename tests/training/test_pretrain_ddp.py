@@ -102,3 +102,43 @@ def test_ddp_two_processes_match_single_process(tiny_videos: Path, prepared: Pat
         for name, grad in single.items():
             torch.testing.assert_close(ddp[name], grad, rtol=1e-4, atol=1e-6,
                                        msg=f"{kind}: {name}")
+
+
+class _HalfLoss(torch.nn.Module):
+    """loss = mean of w * x over the rank's batch; logs it and a constant-per-rank metric."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(1))
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor | float]:
+        loss = (self.w * batch["x"]).mean()
+        return {"loss": loss, "rank_metric": float(batch["rank"])}
+
+
+def _metrics_worker(rank: int, world: int, out: str) -> None:
+    from prism_training.engine import NanGuard, train_step
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    dist.init_process_group("gloo", init_method=f"file://{out}/metrics_store", rank=rank,
+                            world_size=world)
+    info = setup_distributed()
+    model = torch.nn.parallel.DistributedDataParallel(_HalfLoss())
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    # rank 0 sees x = 1, rank 1 sees x = 3: the whole batch's loss is 2.
+    batch = {"x": torch.full((4,), 1.0 + 2 * rank), "rank": torch.tensor(rank)}
+    metrics = train_step(model, optimizer, iter([batch]), NanGuard(10, 0.0, None), 0, info=info)
+    torch.save(metrics, Path(out) / f"metrics_{rank}.pt")
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def test_logged_metrics_are_means_over_ranks(tmp_path: Path) -> None:
+    """Under torchrun every rank returns (and rank 0 logs) the mean over ranks, not its own."""
+    mp.spawn(_metrics_worker, args=(2, str(tmp_path)), nprocs=2, join=True)
+    for rank in range(2):
+        metrics = torch.load(tmp_path / f"metrics_{rank}.pt", weights_only=True)
+        assert metrics["loss"] == pytest.approx(2.0)
+        assert metrics["rank_metric"] == pytest.approx(0.5)
+        assert metrics["grad_norm"] == pytest.approx(2.0)
+

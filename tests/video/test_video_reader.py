@@ -172,6 +172,28 @@ def test_other_containers_seek_exactly(tmp_path: Path, name: str, fmt: str, code
             np.testing.assert_array_equal(reader.get_frame(i), truth[i], err_msg=f"frame {i}")
 
 
+@pytest.mark.parametrize(("bframes", "gop"), [(2, 8), (3, 300)], ids=["bf2-gop8", "bf3-1gop"])
+def test_avi_with_b_frames_reads_in_display_order(tmp_path: Path, bframes: int, gop: int) -> None:
+    """AVI keeps no PTS: FFmpeg takes DTS for PTS, so decoded h264 B-frame streams carry decode
+    times; every frame must still be the one a sequential decode gives at that index."""
+    path = _write(tmp_path / "bframes.avi", 50, gop=gop, bframes=bframes, fmt="avi")
+    with av.open(str(path)) as container:  # the failure mode this guards against
+        decoded_pts = [f.pts for f in container.decode(video=0)]
+    assert decoded_pts != sorted(decoded_pts)
+    truth = _sequential(path)
+    assert len(truth) == 50
+    with open_video(path, cache_size=0) as reader:
+        assert reader.info.n_frames == 50
+        np.testing.assert_allclose(reader.info.timestamps, np.arange(50) / 25, atol=1e-6)
+        for i in [35, 2, 27, 26, 49, 0, 17, 1, 3]:
+            np.testing.assert_array_equal(reader.get_frame(i), truth[i], err_msg=f"frame {i}")
+    with open_video(path, cache_size=0) as reader:
+        every = [frame for _, chunk in reader.iter_chunks(chunk_size=16) for frame in chunk]
+        for i, frame in enumerate(every):
+            np.testing.assert_array_equal(frame, truth[i], err_msg=f"frame {i}")
+        assert len(every) == 50
+
+
 def test_frame_at_maps_times_to_frames(bframes_video: Path) -> None:
     with open_video(bframes_video) as reader:
         info = reader.info

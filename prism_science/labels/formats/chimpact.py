@@ -23,7 +23,6 @@ keyframes of each individual, so the frames between keyframes stay unlabeled.
 from __future__ import annotations
 
 import json
-import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,8 @@ from prism_science.labels.table import (
     check_fps,
     frames_to_seconds,
 )
+from prism_science.tracks.readers import CHIMPACT_KEYFRAME_STEP as KEYFRAME_STEP
+from prism_science.tracks.readers import chimpact_frame, chimpact_is_raw
 
 # ChimpACT tools/vis_annot.py BEHAVE_ID_SET, 0-based.
 CHIMPACT_BEHAVIORS = (
@@ -54,29 +55,16 @@ def sniff(path: Path, head: str) -> bool:
                                                           '"videos"'))
 
 
-KEYFRAME_STEP = 10
-"""Frames between two annotated keyframes (raw file_name ordinal k = frame 10 * k)."""
-
-
-def _number_in(name: str) -> int | None:
-    m = re.search(r"(\d+)(?=\.\w+$)|(\d+)$", name)
-    return int(m.group(1) or m.group(2)) if m else None
-
-
 def _frame_of(image: dict, path: Path, raw: bool) -> int:
     """The video frame of an ``images[]`` entry (see the module docstring)."""
+    frame = chimpact_frame(image, raw)
+    if frame is not None:
+        return frame
     name = str(image.get("file_name", ""))
-    number = _number_in(name)
     if raw:
-        if number is None:
-            raise LabelError(
-                f"{path}, images id {image.get('id')!r}, field 'file_name': expected a name "
-                f"ending in the keyframe ordinal (e.g. 000002.jpg = frame 20), found {name!r}.")
-        return KEYFRAME_STEP * number
-    if number is not None:
-        return number
-    if image.get("frame_id") is not None:
-        return int(image["frame_id"])
+        raise LabelError(
+            f"{path}, images id {image.get('id')!r}, field 'file_name': expected a name "
+            f"ending in the keyframe ordinal (e.g. 000002.jpg = frame 20), found {name!r}.")
     raise LabelError(f"{path}, images id {image.get('id')!r}: neither 'file_name' ending in the "
                      f"frame index (e.g. clip/000010.jpg) nor 'frame_id', found {name!r}.")
 
@@ -93,8 +81,7 @@ def read(path: Path, options: ReadOptions, keyframes_only: bool = True) -> dict[
                          f"{list(data)[:8] if isinstance(data, dict) else type(data).__name__}.")
     videos = {v["id"]: v for v in data.get("videos", []) if isinstance(v, dict) and "id" in v}
     # Raw per-clip files have no videos[] and images without video_id / frame_id.
-    raw = "videos" not in data and not any(
-        isinstance(im, dict) and ("video_id" in im or "frame_id" in im) for im in data["images"])
+    raw = chimpact_is_raw(data)
     images = {}
     for image in data["images"]:
         images[image.get("id")] = (image.get("video_id"), _frame_of(image, path, raw))
