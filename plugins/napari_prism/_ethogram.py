@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qtpy.QtCore import Qt
 from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
     QComboBox,
+    QFileDialog,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -19,9 +21,9 @@ from qtpy.QtWidgets import (
 )
 
 from prism_science.errors import LabelError, PrismError
-from prism_science.session import Behavior
+from prism_science.session import Behavior, import_ethogram, read_ethogram
 
-from ._context import current_frame, notify_error
+from ._context import current_frame, notify_error, notify_info
 from ._link import link
 
 if TYPE_CHECKING:
@@ -42,17 +44,20 @@ def key_problem(key: str) -> str:
 
 _HELP = (
     "Key (a letter or a digit; it wins over napari's shortcuts while a video is open): start / "
-    "stop a bout at the current frame.  Shift+key: toggle the frame.  Esc: drop open bouts.  "
+    "stop a bout at the current frame (a point event: mark this frame).  Shift+key: toggle "
+    "the frame.  Esc: drop open bouts.  "
     "Ctrl+Z / Ctrl+Shift+Z: undo / redo.  Space: play / pause;  + / -: speed;  Left / Right: "
     "one frame;  Ctrl+Left / Ctrl+Right: 10 frames;  PageUp / PageDown: previous / next video.  "
-    "Review: . next bout, Enter accept, Delete reject.  Timeline: click to go to a frame, drag "
+    "Review: . next bout, Enter accept, Delete reject, [ ] range, Shift+Enter accept the "
+    "range.  Timeline: click to go to a frame, drag "
     "with the left button to label, right button to unlabel; wheel zooms, Shift+wheel pans."
 )
-_COLUMNS = ("name", "key", "colour", "group")
+_COLUMNS = ("name", "key", "colour", "group", "point")
 
 
 class EthogramWidget(QWidget):
-    """Behaviors of the current video's session (name, key, colour, exclusive group)."""
+    """Behaviors of the current video's session (name, key, colour, exclusive group, point
+    event), and the import of an ethogram from a BORIS project or a CSV."""
 
     def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -99,6 +104,11 @@ class EthogramWidget(QWidget):
             button = QPushButton(text)
             button.clicked.connect(slot)
             row.addWidget(button)
+        self.import_button = QPushButton("import ethogram...")
+        self.import_button.setToolTip("behaviors, keys and point/state types from a BORIS "
+                                      "project (.boris) or a CSV of name,key[,type]")
+        self.import_button.clicked.connect(self._import_dialog)
+        row.addWidget(self.import_button)
         layout.addLayout(row)
         self.status = QLabel("")
         self.status.setWordWrap(True)
@@ -149,6 +159,13 @@ class EthogramWidget(QWidget):
                     if item is None:
                         item = QTableWidgetItem()
                         self.table.setItem(row, col, item)
+                    if field == "point":  # a check box: point event, else state event
+                        item.setFlags((item.flags() | Qt.ItemIsUserCheckable)
+                                      & ~Qt.ItemIsEditable)
+                        state = Qt.Checked if value else Qt.Unchecked
+                        if item.checkState() != state:
+                            item.setCheckState(state)
+                        continue
                     if item.text() != value:
                         item.setText(value)
                     if field == "colour":
@@ -186,6 +203,9 @@ class EthogramWidget(QWidget):
             return
         name = self._session.behaviors[row].name
         field = {"colour": "color"}.get(_COLUMNS[col], _COLUMNS[col])
+        if field == "point":
+            self._session.update_behavior(name, point=item.checkState() == Qt.Checked)
+            return
         value = item.text().strip()
         if field == "key":
             problem = key_problem(value)
@@ -217,6 +237,34 @@ class EthogramWidget(QWidget):
             notify_error(exc, "ethogram")
             return
         self.new_name.clear()
+
+    def import_file(self, path: str | Path) -> list[str]:
+        """Import the ethogram of a BORIS project or a CSV (name,key[,type]) into the current
+        video's session (:func:`prism_science.session.read_ethogram`); a project makes it the
+        ethogram of all its videos. Returns the messages shown to the user."""
+        if self._session is None:
+            notify_error(PrismError("open a video before importing an ethogram"))
+            return []
+        try:
+            behaviors, messages = read_ethogram(path)
+            messages += import_ethogram(self._session, behaviors)
+        except PrismError as exc:
+            notify_error(exc, "import ethogram")
+            return []
+        where = "the project's videos" if self.link.project is not None else "this video"
+        summary = (f"imported {len(behaviors)} behavior(s) from {Path(path).name} for "
+                   f"{where}: " + ", ".join(
+                       f"{b.name} [{self._session.behavior(b.name).key or '-'}]"
+                       + (" (point)" if b.point else "") for b in behaviors))
+        notify_info("\n".join([summary, *messages]))
+        return messages
+
+    def _import_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Import an ethogram", "",
+            "Ethogram (*.boris *.boris.gz *.csv);;All files (*)")
+        if path:
+            self.import_file(path)
 
     def _remove(self) -> None:
         if self._session is None:

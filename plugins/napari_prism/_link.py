@@ -9,7 +9,8 @@ Keys (:data:`NAVIGATION_KEYS`): each behavior's key starts/stops a bout, Shift+k
 current frame, Esc drops open bouts, Ctrl+Z / Ctrl+Shift+Z undo and redo, Space plays at the
 video's own frame rate times the speed, +/- change the speed, Ctrl+Left/Right jump
 :attr:`ViewerLink.jump_frames` frames, PageUp/PageDown switch to the previous/next video of the
-project, Return / Delete / . accept, reject and skip to the next bout in review. The keys are
+project, Return / Delete / . accept, reject and skip to the next bout in review, [ and ] mark a
+frame range whose predictions Shift+Return accepts in bulk. The keys are
 bound on the viewer *and* on every layer, whose own bindings napari consults first, so that
 napari's image-layer shortcuts (c, o, x, y, z, 1, 2) never swallow a label key while a video is
 open. A click on any button of the workbench gives the keyboard back to the canvas
@@ -76,6 +77,9 @@ NAVIGATION_KEYS = {
     "Delete": "review: reject the bout",
     "Backspace": "review: reject the bout",
     ".": "review: next bout",
+    "[": "review: bulk range starts at this frame",
+    "]": "review: bulk range ends at this frame",
+    "Shift-Enter": "review: accept the predictions of the bulk range",
 }
 """Keys of the plugin besides the behaviors' keys (napari key names) and what they do."""
 
@@ -352,6 +356,9 @@ class ViewerLink(QObject):
             "Delete": lambda: self._review("reject"),
             "Backspace": lambda: self._review("reject"),
             ".": lambda: self._review("next"),
+            "[": lambda: self._review("range_start"),
+            "]": lambda: self._review("range_end"),
+            "Shift-Enter": lambda: self._review("accept_range"),
         }
         for combo, action in actions.items():
             bindings[combo] = _handler(action, NAVIGATION_KEYS[combo])
@@ -445,7 +452,9 @@ class ViewerLink(QObject):
             notify_error(PrismError("open the Review section (Review predictions) to review "
                                     "with the keys"))
             return
-        {"accept": reviewer.accept, "reject": reviewer.reject, "next": reviewer.next_item}[how]()
+        {"accept": reviewer.accept, "reject": reviewer.reject, "next": reviewer.next_item,
+         "range_start": reviewer.set_range_start, "range_end": reviewer.set_range_end,
+         "accept_range": reviewer.accept_range}[how]()
 
     # ------------------------------------------------------------------ project and videos
     def set_project(self, project: Project | None) -> None:

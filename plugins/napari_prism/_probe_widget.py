@@ -17,6 +17,7 @@ prompts of the current probe when it is a ``prompt`` probe (trained with the kin
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections.abc import Generator
 from pathlib import Path
@@ -66,18 +67,49 @@ def train_task(
     store_path: Path, tables: dict[str, LabelTable], key: str, kind: str,
     params: dict[str, Any], postprocess: dict[str, int], *, cancel_event: threading.Event,
 ) -> Generator[Progress, None, TrainResult]:
-    """Worker: :func:`prism_science.pipeline.train_probe` on the sessions' label tables."""
+    """Worker: :func:`prism_science.pipeline.train_probe` on the sessions' label tables.
+
+    The training runs in a helper thread whose per-epoch reports (``train_probe``'s
+    ``progress``) come back here as ``(epoch, n_epochs, message)`` yields, so the panel shows
+    the epochs with an ETA; cancelling stops the training at its next epoch.
+    """
     from prism_science.store import open_store
 
-    yield 0, 2, (f"training a {kind} probe on the labels of {len(tables)} video(s), with a "
+    reports: queue.Queue[tuple[int, int]] = queue.Queue()
+    outcome: dict[str, Any] = {}
+
+    def progress(epoch: int, n_epochs: int) -> None:
+        if cancel_event.is_set():
+            raise TaskCancelled()
+        reports.put((epoch, n_epochs))
+
+    def run() -> None:
+        try:
+            with open_store(store_path, mode="r") as store:
+                outcome["result"] = train_probe(
+                    store, tables, kind, feature_key=key, params=params,
+                    min_bout=postprocess["min_bout"], max_gap=postprocess["max_gap"],
+                    progress=progress)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the worker below
+            outcome["error"] = exc
+
+    yield 0, 1, (f"training a {kind} probe on the labels of {len(tables)} video(s), with a "
                  "validation split, then on all of them")
-    with open_store(store_path, mode="r") as store:
-        result = train_probe(store, tables, kind, feature_key=key, params=params,
-                             min_bout=postprocess["min_bout"], max_gap=postprocess["max_gap"])
-    if cancel_event.is_set():
+    thread = threading.Thread(target=run, name="prism-train", daemon=True)
+    thread.start()
+    while thread.is_alive() or not reports.empty():
+        try:
+            epoch, n_epochs = reports.get(timeout=0.05)
+        except queue.Empty:
+            continue
+        yield epoch, n_epochs, f"training {kind} probe: epoch {epoch} of {n_epochs}"
+    thread.join()
+    if cancel_event.is_set() or isinstance(outcome.get("error"), TaskCancelled):
         raise TaskCancelled()
-    yield 2, 2, "trained"
-    return result
+    if "error" in outcome:
+        raise outcome["error"]
+    yield 1, 1, "trained"
+    return outcome["result"]
 
 
 def predict_task(

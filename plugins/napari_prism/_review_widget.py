@@ -1,5 +1,6 @@
 """Review predictions: jump to the next low-confidence or disagreeing bout; accept, reject or
-edit it. Decisions go to the curated labels, kept apart from the manual and predicted ones."""
+edit it; or accept every predicted bout of a frame range at once. Decisions go to the curated
+labels, kept apart from the manual and predicted ones."""
 
 from __future__ import annotations
 
@@ -72,8 +73,22 @@ class ReviewWidget(QWidget):
         layout.addLayout(row)
         self.progress = QLabel("")
         layout.addWidget(self.progress)
+        layout.addWidget(QLabel("accept the predictions of frames (bulk):"))
+        row = QHBoxLayout()
+        self.range_start = QSpinBox()
+        self.range_end = QSpinBox()
+        for spin in (self.range_start, self.range_end):
+            spin.setRange(0, 0)
+            row.addWidget(spin)
+        self.accept_range_button = QPushButton("accept range")
+        self.accept_range_button.setToolTip("every predicted bout of these frames becomes a "
+                                            "curated label (Shift+Enter)")
+        self.accept_range_button.clicked.connect(self.accept_range)
+        row.addWidget(self.accept_range_button)
+        layout.addLayout(row)
         keys = QLabel("Keys on the video: . next bout, Enter accept, Delete (or Backspace) "
-                      "reject. Rejected bouts are crossed out on the timeline.")
+                      "reject; [ and ] set the range to the current frame, Shift+Enter accepts "
+                      "the range's predictions. Rejected bouts are crossed out on the timeline.")
         keys.setWordWrap(True)
         keys.setStyleSheet("color: gray")
         layout.addWidget(keys)
@@ -107,7 +122,7 @@ class ReviewWidget(QWidget):
             items = session.review_items(self.prediction.currentText(), self.margin.value())
             done = sum(1 for it in items if it.key in session.review)
             self.progress.setText(f"{done} of {len(items)} bouts reviewed")
-            for spin in (self.start, self.end):
+            for spin in (self.start, self.end, self.range_start, self.range_end):
                 spin.setMaximum(session.n_frames - 1)
 
     def next_item(self) -> ReviewItem | None:
@@ -149,6 +164,46 @@ class ReviewWidget(QWidget):
     def accept(self) -> None:
         """The bout is right: its frames become curated labels."""
         self._decide("accept")
+
+    def set_range_start(self, frame: int | None = None) -> int:
+        """Start of the bulk range: ``frame``, by default the current frame."""
+        frame = current_frame(self.viewer) if frame is None else int(frame)
+        self._refresh()
+        self.range_start.setValue(frame)
+        if self.range_end.value() < frame:
+            self.range_end.setValue(frame)
+        return self.range_start.value()
+
+    def set_range_end(self, frame: int | None = None) -> int:
+        """End of the bulk range: ``frame``, by default the current frame."""
+        frame = current_frame(self.viewer) if frame is None else int(frame)
+        self._refresh()
+        self.range_end.setValue(frame)
+        if self.range_start.value() > frame:
+            self.range_start.setValue(frame)
+        return self.range_end.value()
+
+    def accept_range(self) -> dict[str, int]:
+        """Accept the chosen prediction's bouts on the range's frames as curated labels
+        (:meth:`prism_science.session.LabelingSession.accept_predictions`; one undo step)."""
+        session = self._session
+        name = self.prediction.currentText()
+        if session is None or not name:
+            notify_error(PrismError("no predictions to accept: train a probe and predict first"))
+            return {}
+        start, end = self.range_start.value(), self.range_end.value()
+        try:
+            added = session.accept_predictions(name, start, end)
+        except PrismError as exc:
+            notify_error(exc, "accept range")
+            return {}
+        total = sum(added.values())
+        detail = ", ".join(f"{b} {n}" for b, n in added.items() if n) or "nothing new"
+        self.info.setText(f"accepted {name} on frames {start}-{end}: {total} frame(s) "
+                          f"labeled curated ({detail})")
+        notify_info(f"accepted the predictions of frames {start}-{end} as curated labels "
+                    f"({detail}); Ctrl+Z undoes")
+        return added
 
     def reject(self) -> None:
         """The bout is wrong: recorded as rejected."""

@@ -1,6 +1,7 @@
 """The timeline: behaviors x frames, drawn with QPainter, under the napari canvas.
 
-Each behavior has a row: manual labels (solid), curated labels (hatched strip), the selected
+Each behavior has a row: manual labels (solid; a point event is a tick the row's height with a
+diamond on top), curated labels (hatched strip), the selected
 prediction's probabilities (colour whose opacity is the probability) and, under them, its
 predicted bouts (a thin solid strip: thresholds then the probe's bout post-processing, from
 :meth:`prism_science.session.PredictionTrack.binary`, the bouts ``prism-science probe predict``
@@ -269,7 +270,13 @@ class TimelineWidget(QWidget):
             key = f" [{behavior.key}]" if behavior.key else ""
             painter.drawText(QRectF(18, top, LABEL_WIDTH - 20, ROW_HEIGHT), Qt.AlignVCenter,
                              f"{behavior.name}{key}")
+            if behavior.point:  # point events: a tick the row's height at each marked frame
+                self._paint_points(painter, session.mask(behavior.name, "curated"), f0, f1,
+                                   top, color.darker(160))
+                self._paint_points(painter, session.mask(behavior.name), f0, f1, top, color)
             manual = _bin(session.mask(behavior.name), f0, f1, cols, "max")
+            if behavior.point:
+                manual[:] = 0
             for a, b in mask_to_runs(manual > 0):
                 painter.fillRect(QRectF(x0 + a, top + MANUAL_BAND[0], b - a + 1, MANUAL_BAND[1]),
                                  color)
@@ -307,6 +314,16 @@ class TimelineWidget(QWidget):
         x = self.x_of(self.current_frame)
         painter.setPen(QPen(QColor(255, 255, 255), 1))
         painter.drawLine(QPointF(x, 0), QPointF(x, self.height()))
+
+    def _paint_points(self, painter: QPainter, mask: np.ndarray, f0: int, f1: int, top: int,
+                      color: QColor) -> None:
+        """Point events: a vertical tick (at least 2 px wide) at each marked frame, with a
+        small diamond on top, so that a one-frame event stays visible when zoomed out."""
+        for frame in np.flatnonzero(mask[f0:f1]) + f0:
+            x = self.x_of(frame + 0.5)
+            width = max(2.0, self.x_of(frame + 1) - self.x_of(frame) - 1)
+            painter.fillRect(QRectF(x - width / 2, top + 3, width, ROW_HEIGHT - 6), color)
+            painter.fillRect(QRectF(x - 3, top + 1, 6, 4), color.lighter(130))
 
     def rejected(self, track: str, behavior: str) -> list[tuple[int, int]]:
         """(start, end) frames, inclusive, of the bouts of ``behavior`` in prediction

@@ -16,7 +16,7 @@ from prism_science.session import SOURCES, LabelingSession
 
 from ._context import SESSION_KEY
 
-__all__ = ["export_session", "write_csv", "write_nwb"]
+__all__ = ["export_session", "write_csv", "write_nwb", "writer_path"]
 
 logger = logging.getLogger(__name__)
 
@@ -68,11 +68,34 @@ def _session_of(attributes: dict[str, Any]) -> LabelingSession:
     return session
 
 
+def writer_path(path: str | Path, extension: str) -> Path:
+    """The file a writer writes: ``path`` with ``extension`` (``.csv``, ``.nwb``).
+
+    napari's save dialog proposes the layer's name, the video's file name (``clip.mp4``), and
+    keeps it whatever filter is chosen; a name without the writer's extension gets it (a video
+    extension is replaced: ``clip.mp4`` -> ``clip.csv``), so that labels never land in a file
+    named like a video, let alone over the video itself.
+    """
+    from prism_science.video import VIDEO_EXTENSIONS
+
+    path = Path(path)
+    if path.suffix.lower() != extension:
+        if path.suffix.lower() in VIDEO_EXTENSIONS:
+            path = path.with_suffix(extension)
+        else:
+            path = path.with_name(path.name + extension)
+    return path
+
+
 def write_csv(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
-    """npe2 writer: the selected video layer's labels as a plain interval CSV."""
-    return [str(export_session(_session_of(attributes), path, "csv"))]
+    """npe2 writer: the selected video layer's labels as a plain interval CSV (``.csv`` is
+    added to a name without it, see :func:`writer_path`)."""
+    session = _session_of(attributes)
+    return [str(export_session(session, writer_path(path, ".csv"), "csv"))]
 
 
 def write_nwb(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
-    """npe2 writer: the selected video layer's labels as an NWB file (TimeIntervals)."""
-    return [str(export_session(_session_of(attributes), path, "nwb"))]
+    """npe2 writer: the selected video layer's labels as an NWB file (TimeIntervals;
+    ``.nwb`` is added to a name without it)."""
+    session = _session_of(attributes)
+    return [str(export_session(session, writer_path(path, ".nwb"), "nwb"))]

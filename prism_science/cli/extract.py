@@ -17,6 +17,8 @@ examples:
   prism-science extract videos/ --out /shared/features.zarr --cluster slurm --slurm-jobs 8 \\
       --slurm-memory 32GB --slurm-time 04:00:00 --slurm-gpus 1 --slurm-directive=--qos=high
   prism-science extract videos/ --out /shared/features.zarr --shard auto   # in sbatch --array
+  prism-science extract clip.mp4 --out features.zarr --subjects clip.slp --crop-size 96
+  prism-science extract arena.mp4 --out features.zarr --subjects auto --n-animals 2
 
 Rerunning the same command resumes: complete videos are skipped, unfinished ones continue from
 their last written chunk, and videos whose chunks are all written are marked complete. Exit
@@ -53,6 +55,16 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _crop_size(text: str) -> int | None:
+    from prism_science.errors import PrismError
+
+    if text == "auto":
+        return None
+    if not text.isdigit() or int(text) < 8:
+        raise PrismError(f"--crop-size {text!r}: give a side in pixels (at least 8) or auto")
+    return int(text)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``extract`` sub-command."""
     p = subparsers.add_parser(
@@ -83,6 +95,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--hop", type=_positive, default=8, help="frames between clip starts")
     g.add_argument("--padding", choices=PADDING_MODES, default="repeat",
                    help="how frames past the video's ends are filled (they are masked)")
+    a = p.add_argument_group("per-subject features (one video; see docs/tracks.md)")
+    a.add_argument("--subjects", default=None, metavar="auto|TRACKS_FILE",
+                   help="extract one feature set per animal, from crops centred on its track: "
+                   "a tracks file (SLEAP, DLC, CSV, ...; see `prism-science track`) or auto "
+                   "(the built-in tracker; its CSV is written next to the store)")
+    a.add_argument("--n-animals", type=_positive, default=None, metavar="N",
+                   help="animals in the video, for --subjects auto")
+    a.add_argument("--crop-size", default="auto", metavar="PX|auto",
+                   help="crop side in pixels (default auto: 2.5 body lengths, at least 32)")
+    a.add_argument("--align-heading", action="store_true",
+                   help="rotate each crop so that the animal's heading points up")
     r = p.add_argument_group("running")
     r.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda or cuda:N")
     r.add_argument("--batch-size", type=_positive, default=8, help="clips per forward pass")
@@ -169,6 +192,8 @@ def run(args: argparse.Namespace) -> int:
             overwrite=args.overwrite, format=args.format, chunk_frames=args.chunk_frames,
             shard_frames=args.frames_per_file,
             progress=not args.no_progress, threads=args.threads,
+            subjects=args.subjects, n_animals=args.n_animals,
+            crop_size=_crop_size(args.crop_size), align_heading=args.align_heading,
         )
         cluster_options = {
             "workers_per_gpu": args.workers_per_gpu,
@@ -191,4 +216,6 @@ def run(args: argparse.Namespace) -> int:
     print(report.summary())
     if report.user_interrupt:
         return 130
-    return 0 if report.ok else 1
+    if not report.ok:
+        return 1
+    return 3 if report.short else 0  # extracted, but a video is shorter than it declares

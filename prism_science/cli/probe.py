@@ -43,6 +43,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        "extracted the features (default: the one their provenance names)")
     train.add_argument("--out", required=True, type=Path, help="probe folder to write")
     train.add_argument("--features", default=None, help="feature key (default: the only one)")
+    train.add_argument("--per-subject", action="store_true",
+                       help="train on per-subject features (extract --subjects): each "
+                       "subject's labels with its own features, one unit per (video, subject); "
+                       "--features is then MODEL/TOKENS (docs/tracks.md)")
     train.add_argument("--video-id", nargs="+", default=None, help="videos (default: all)")
     train.add_argument("--behaviors", type=_csv, default=None,
                        help="comma-separated behaviors (default: all in the label set)")
@@ -94,6 +98,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument("--video-id", nargs="+", default=None)
     predict.add_argument("--name", default=None, help="prediction set name (default: folder)")
     predict.add_argument("--features", default=None)
+    predict.add_argument("--per-subject", action="store_true",
+                         help="predict every subject into predictions/<name>@<subject> "
+                         "(default for a probe trained --per-subject)")
     predict.set_defaults(func=run_predict)
 
     evaluate = sub.add_parser(
@@ -109,6 +116,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--video-id", nargs="+", default=None)
     evaluate.add_argument("--iou", type=float, nargs="+", default=[0.5],
                           help="IoU thresholds of the bout F1")
+    evaluate.add_argument("--per-subject", action="store_true",
+                          help="evaluate predictions/<name>@<subject> against each subject's "
+                          "labels: a pooled report in --out, one per subject in --out/<subject>")
     evaluate.set_defaults(func=run_evaluate)
 
     zero = sub.add_parser(
@@ -204,6 +214,7 @@ def run_train(args: argparse.Namespace) -> int:
                 video_ids=args.video_id, behaviors=args.behaviors, params=params,
                 validation_fraction=args.val_fraction, seed=args.seed,
                 min_bout=args.min_bout, max_gap=args.max_gap,
+                per_subject=args.per_subject,
             )
         save_trained_probe(result.probe, args.out)
     except PrismError as exc:
@@ -231,16 +242,28 @@ def run_predict(args: argparse.Namespace) -> int:
     name = args.name or default_prediction_name(args.probe)
     try:
         probe = load_trained_probe(args.probe)
+        per_subject = args.per_subject or bool(
+            (getattr(probe, "feature_provenance_", None) or {}).get("per_subject"))
         with open_store(args.store, mode="r+") as store:
-            results = predict_to_store(probe, store, name, args.video_id, args.features,
-                                       probe_dir=args.probe)
+            if per_subject:
+                from prism_science.pipeline.subjects import predict_subjects_to_store
+
+                results = predict_subjects_to_store(probe, store, name, args.video_id,
+                                                    args.features, probe_dir=args.probe)
+            else:
+                results = predict_to_store(probe, store, name, args.video_id, args.features,
+                                           probe_dir=args.probe)
     except PrismError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for video_id, prediction in results.items():
         counts = ", ".join(f"{b}={int(c)}" for b, c in
                            zip(prediction.behaviors, prediction.binary.sum(0), strict=True))
-        print(f"{video_id}: {len(prediction.binary)} frames -> {PREDICTIONS}/{name} "
+        target = name
+        if per_subject:
+            video_id, _, subject = video_id.rpartition("@")
+            target = f"{name}@{subject}"
+        print(f"{video_id}: {len(prediction.binary)} frames -> {PREDICTIONS}/{target} "
               f"({counts} frames on)")
     return 0
 
@@ -280,23 +303,49 @@ def run_zero_shot(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Evaluate stored predictions and write the report folder."""
+    import numpy as np
+
     from prism_science.errors import PrismError
     from prism_science.evaluation import write_report
     from prism_science.pipeline import evaluate_store
     from prism_science.store import open_store
 
+    per_subject: dict = {}
     try:
         with open_store(args.store, mode="r") as store:
-            report, arrays = evaluate_store(store, args.labels, args.predictions,
-                                            args.video_id, args.iou)
+            if args.per_subject:
+                from prism_science.pipeline.subjects import evaluate_subjects
+
+                report, per_subject, arrays = evaluate_subjects(
+                    store, args.labels, args.predictions, args.video_id, args.iou)
+            else:
+                report, arrays = evaluate_store(store, args.labels, args.predictions,
+                                                args.video_id, args.iou)
         write_report(report, args.out, arrays["y_true"], arrays["scores"], arrays["y_pred"],
                      arrays["groups"], arrays["video_ids"], arrays["fps"])
+        for subject, sub_report in per_subject.items():
+            rows = [i for i, unit in enumerate(arrays["video_ids"])
+                    if unit.rpartition("@")[2] == subject]
+            mask = np.isin(arrays["groups"], rows)
+            write_report(sub_report, args.out / _safe_name(subject), arrays["y_true"][mask],
+                         arrays["scores"][mask], arrays["y_pred"][mask],
+                         arrays["groups"][mask], arrays["video_ids"], arrays["fps"])
     except PrismError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if per_subject:
+        print("pooled over subjects:")
     print(report.to_markdown().split("\n## ")[0].rstrip())
-    print(f"report written to {args.out}")
+    for subject, sub_report in per_subject.items():
+        print(f"\nsubject {subject}:")
+        print(sub_report.to_markdown().split("\n## ")[0].rstrip())
+    print(f"report written to {args.out}"
+          + (" (one folder per subject inside)" if per_subject else ""))
     return 0
+
+
+def _safe_name(subject: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in subject) or "subject"
 
 
 def run_suggest(args: argparse.Namespace) -> int:

@@ -599,8 +599,12 @@ def extract_task(
     store_path: str, video_id: str, source_path: str, key: str, model: str,
     params: dict[str, Any], ranges: list[tuple[int, int]], batch_size: int = 8,
     device: str = "auto", workers_per_gpu: int = 1, torch_threads: int | None = None,
+    crop: dict[str, Any] | None = None,
 ) -> int:
     """Worker side: compute and write the chunks of ``ranges`` of one video.
+
+    ``crop`` (``tracks_path``, ``subject``, ``crop_size``, ``align_heading``) computes one
+    subject's features; the worker reads the tracks file itself (shared filesystem).
 
     Writes only values and done markers of its own chunks (never group attributes).
 
@@ -626,13 +630,27 @@ def extract_task(
     if cache_key not in _MODELS:
         _MODELS[cache_key] = load_encoder(model, device=device)
     encoder = _MODELS[cache_key]
-    if feature_key(encoder, window) != key:
+    # A subject's key is the model's key + "@<subject>" (extraction.subjects.subject_key).
+    if feature_key(encoder, window) != (key.partition("@")[0] if crop is not None else key):
         raise PrismError(f"worker loaded {model!r} with key {feature_key(encoder, window)!r}, "
                          f"the coordinator expects {key!r}; use the same model everywhere")
+    subject_crop = None
+    if crop is not None:
+        from prism_science.extraction.subjects import subject_crops
+        from prism_science.tracks import read_tracks
+        from prism_science.video import open_video
+
+        _check_visible(crop["tracks_path"], "tracks file", Path(crop["tracks_path"]))
+        with open_video(source_path) as reader:
+            info = reader.info
+        (subject_crop,) = subject_crops(
+            read_tracks(crop["tracks_path"], video=source_path), info.n_frames,
+            (info.height, info.width), int(encoder.image_size), crop_size=crop["crop_size"],
+            align_heading=crop["align_heading"], subjects=[crop["subject"]], video=source_path)
     store = open_store(store_path, "r+")
     try:
         return extract_ranges(encoder, store, video_id, source_path, key, window, ranges,
-                              batch_size=batch_size)
+                              batch_size=batch_size, crop=subject_crop)
     finally:
         store.close()
 
@@ -653,6 +671,7 @@ def run_distributed(
     worker_timeout: float | None = None,
     task_function: Callable[..., int] | None = None,
     poll_seconds: float = 1.0,
+    crop_spec: Mapping[str, Any] | None = None,
 ) -> None:
     """Run prepared jobs on a Dask cluster; completion is then read from the store.
 
@@ -683,6 +702,8 @@ def run_distributed(
         Replaces :func:`extract_task` (same signature), e.g. to instrument workers.
     poll_seconds : float
         How often the coordinator checks on the cluster while no task finishes.
+    crop_spec : mapping, optional
+        One subject's crop (see :func:`extract_task`'s ``crop``); None: whole frames.
     """
     wrote = set() if wrote is None else wrote
     errors = {} if errors is None else errors
@@ -719,6 +740,7 @@ def run_distributed(
                 key, options.model, params, ranges, batch_size=options.batch_size,
                 device=options.device, workers_per_gpu=workers_per_gpu,
                 torch_threads=threads, pure=False,
+                **({} if crop_spec is None else {"crop": dict(crop_spec)}),
                 key=f"extract-{job.source.video_id}-{ranges[0][0]}-{run_tag}",
                 resources={"GPU": 1} if gpu else None,
             )

@@ -15,7 +15,7 @@ import logging
 import platform
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -168,10 +168,11 @@ class _DecodeThread(threading.Thread):
     _END = object()
 
     def __init__(self, reader: VideoReader, start: int, stop: int, size: int,
-                 chunk: int, max_chunks: int) -> None:
+                 chunk: int, max_chunks: int,
+                 transform: Callable[[int, np.ndarray], np.ndarray] | None = None) -> None:
         super().__init__(name=f"decode-{reader.path.name}", daemon=True)
         self.reader, self.start_frame, self.stop_frame = reader, start, stop
-        self.size, self.chunk = size, chunk
+        self.size, self.chunk, self.transform = size, chunk, transform
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=max_chunks)
         self.stopping = threading.Event()
 
@@ -186,8 +187,12 @@ class _DecodeThread(threading.Thread):
 
     def run(self) -> None:
         try:
+            # A transform (per-subject crops) needs the frames at full size.
+            size = None if self.transform is not None else (self.size, self.size)
             for item in self.reader.iter_chunks(self.chunk, self.start_frame, self.stop_frame,
-                                                size=(self.size, self.size)):
+                                                size=size):
+                if self.transform is not None:
+                    item = (item[0], self.transform(item[0], item[1]))
                 if not self._put(item):
                     return
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises
@@ -215,6 +220,7 @@ def iter_video_features(
     frame_range: tuple[int, int] | None = None,
     decode_chunk: int = _DECODE_CHUNK,
     queue_chunks: int = _QUEUE_CHUNKS,
+    frame_transform: Callable[[int, np.ndarray], np.ndarray] | None = None,
 ) -> Iterator[tuple[int, int, np.ndarray]]:
     """Stream one video's per-frame features in frame order.
 
@@ -233,6 +239,11 @@ def iter_video_features(
         clips are those of the whole video, so a range equals the same frames of a full pass.
     decode_chunk, queue_chunks : int
         Frames per decoded chunk and chunks the decode queue holds (bounds memory).
+    frame_transform : callable, optional
+        ``(frame_start, frames) -> frames``: maps full-size decoded (N, H, W, 3) uint8 frames
+        to (N, S, S, 3) model input (S the model's image size), e.g.
+        :meth:`prism_science.extraction.subjects.SubjectCrop.transform`; runs in the decode
+        thread. Default: frames resized whole inside PyAV.
 
     Yields
     ------
@@ -260,7 +271,7 @@ def iter_video_features(
     device = next(encoder.parameters()).device
     grid = _grid(model)
     decoder = _DecodeThread(reader, decode_lo, decode_hi, int(model.image_size), decode_chunk,
-                            queue_chunks)
+                            queue_chunks, frame_transform)
     decoder.start()
     buffer = np.empty((0, model.image_size, model.image_size, 3), np.uint8)
     buffer_start = decode_lo

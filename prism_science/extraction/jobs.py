@@ -89,6 +89,15 @@ class ExtractOptions:
     progress: bool = True
     threads: int | None = None
     """Torch threads on CPU; None: one less than the CPU cores (one core decodes), at least 1."""
+    subjects: str | None = None
+    """Per-subject features: a tracks file, or ``"auto"`` (the built-in tracker); None: whole
+    frames. See :mod:`prism_science.extraction.subjects`."""
+    n_animals: int | None = None
+    """Animals for ``subjects="auto"`` (required there)."""
+    crop_size: int | None = None
+    """Crop side in pixels; None: 2.5 body lengths per subject (at least 32)."""
+    align_heading: bool = False
+    """Rotate each crop so that the subject's heading points up."""
 
 
 @dataclass
@@ -111,6 +120,9 @@ class ExtractReport:
         interrupted or lost its cluster); a rerun finishes them.
     waiting : list of (str, str)
         ``(video_id, why)`` of videos whose chunks of other shards are not written yet.
+    short : list of (str, str)
+        ``(video_id, why)`` of videos extracted whole but shorter than their container declares
+        (a truncated file): not a failure, reported (exit code 3, docs/video.md).
     interrupted : str or None
         Why the run stopped early (Ctrl-C, scheduler lost, no workers), else None.
     user_interrupt : bool
@@ -125,6 +137,7 @@ class ExtractReport:
     failed: list[tuple[str, str]] = field(default_factory=list)
     incomplete: list[tuple[str, str]] = field(default_factory=list)
     waiting: list[tuple[str, str]] = field(default_factory=list)
+    short: list[tuple[str, str]] = field(default_factory=list)
     interrupted: str | None = None
     user_interrupt: bool = False
     shard: str | None = None
@@ -153,6 +166,7 @@ class ExtractReport:
                   for path, reason in self.failed]
         lines += [f"INCOMPLETE {vid}: {why}" for vid, why in self.incomplete]
         lines += [f"WAITING {vid}: {why}" for vid, why in self.waiting]
+        lines += [f"SHORT {vid}: {why}" for vid, why in self.short]
         return "\n".join(lines)
 
 
@@ -169,6 +183,7 @@ class VideoJob:
     n_frames: int
     chunk_frames: int
     ranges: list[tuple[int, int]]
+    short: str | None = None  # why the video is shorter than its container declares
 
     @property
     def missing_frames(self) -> int:
@@ -392,6 +407,12 @@ class VideoProbe:
     height: int
     content_hash: str
     size_bytes: int
+    declared_frames: int | None = None  # what the container declares, when more than n_frames
+
+
+SHORT_VIDEO_ITEM = "source/short"
+"""Store item (JSON) of a video shorter than its container declares: declared and readable
+frame counts."""
 
 
 def probe_video(source: VideoSource) -> VideoProbe:
@@ -410,7 +431,8 @@ def probe_video(source: VideoSource) -> VideoProbe:
         p.stat().st_size for p in source.path.iterdir() if p.is_file())
     return VideoProbe(n_frames=info.n_frames, timestamps=np.asarray(info.timestamps),
                       fps=info.fps, width=info.width, height=info.height,
-                      content_hash=content_hash(source.path), size_bytes=size)
+                      content_hash=content_hash(source.path), size_bytes=size,
+                      declared_frames=info.declared_frames if info.short else None)
 
 
 def prepare_video(
@@ -454,17 +476,27 @@ def prepare_video(
     store.create_features(source.video_id, key, feature_shape, provenance,
                           chunk_frames=chunk_frames, overwrite=overwrite,
                           shard_frames=shard_frames)
+    short = None
+    if probe.declared_frames:  # a truncated file: recorded beside the video and reported
+        short = (f"{probe.n_frames} of the {probe.declared_frames} frames its container "
+                 f"declares can be read ({source.path} is cut short; re-copy it if the rest "
+                 "exists)")
+        store.write_json(source.video_id, SHORT_VIDEO_ITEM, {
+            "declared_frames": probe.declared_frames, "readable_frames": probe.n_frames})
     return VideoJob(source=source, n_frames=probe.n_frames,
                     chunk_frames=store.shard_frames(source.video_id, key),
-                    ranges=store.missing_ranges(source.video_id, key))
+                    ranges=store.missing_ranges(source.video_id, key), short=short)
 
 
 def extract_ranges(
     model: Any, store: FeatureStore, video_id: str, source_path: str | os.PathLike[str],
     key: str, params: WindowParams, ranges: Sequence[tuple[int, int]], batch_size: int = 8,
-    on_frames: Callable[[int], None] | None = None,
+    on_frames: Callable[[int], None] | None = None, crop: Any | None = None,
 ) -> int:
     """Compute and write the features of chunk-aligned frame ranges of one video.
+
+    ``crop`` (a :class:`prism_science.extraction.subjects.SubjectCrop`) computes one
+    subject's features: frames cropped around its track, NaN where it is absent.
 
     Returns
     -------
@@ -479,8 +511,11 @@ def extract_ranges(
             writer = FeatureWriter(store, video_id, key, start)
             try:
                 for block_start, block_stop, values in iter_video_features(
-                    model, reader, params, batch_size=batch_size, frame_range=(start, stop)
+                    model, reader, params, batch_size=batch_size, frame_range=(start, stop),
+                    frame_transform=None if crop is None else crop.transform,
                 ):
+                    if crop is not None:
+                        crop.mask(block_start, values)
                     writer.add(block_start, values)
                     if on_frames is not None:
                         on_frames(block_stop - block_start)
@@ -752,6 +787,8 @@ def settle_videos(
     wrote, errors = set(wrote), dict(errors or {})
     for job in jobs:
         vid = job.source.video_id
+        if job.short:
+            report.short.append((vid, job.short))
         try:
             if store.feature_status(vid, key) == "complete":  # marked by a concurrent shard
                 (report.extracted if vid in wrote else report.completed).append(vid)

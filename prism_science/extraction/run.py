@@ -14,6 +14,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -45,6 +46,12 @@ from prism_science.extraction.jobs import (
     probe_video,
     settle_videos,
     store_lock,
+)
+from prism_science.extraction.subjects import (
+    default_tracks_path,
+    file_sha256,
+    subject_crops,
+    subject_key,
 )
 from prism_science.store import FeatureStore, open_store, store_format
 
@@ -137,9 +144,15 @@ def run_extraction(
     cluster_options = dict(cluster_options or {})
     cluster_options.setdefault("task_frames", task_frames)
     try:
-        _run(store_path=out, sources=sources, model=model, key=key, provenance=provenance,
-             shape=shape, options=options, report=report, cluster=cluster,
-             cluster_options=cluster_options, shard=shard, task_frames=task_frames)
+        if options.subjects:
+            _run_subjects(store_path=out, sources=sources, model=model, key=key,
+                          provenance=provenance, shape=shape, options=options, report=report,
+                          cluster=cluster, cluster_options=cluster_options, shard=shard,
+                          task_frames=task_frames)
+        else:
+            _run(store_path=out, sources=sources, model=model, key=key, provenance=provenance,
+                 shape=shape, options=options, report=report, cluster=cluster,
+                 cluster_options=cluster_options, shard=shard, task_frames=task_frames)
     finally:
         torch.set_num_threads(previous_threads)
     report.seconds = time.perf_counter() - t0
@@ -181,7 +194,7 @@ def _prepare(store: FeatureStore, sources: list[VideoSource], probes: dict[str, 
 def _run(*, store_path: str | os.PathLike[str], sources: list[VideoSource], model: Any,
          key: str, provenance: dict[str, Any], shape: tuple[int, ...], options: ExtractOptions,
          report: ExtractReport, cluster: str | None, cluster_options: dict[str, Any],
-         shard: Shard | None, task_frames: int) -> None:
+         shard: Shard | None, task_frames: int, crop: Any | None = None) -> None:
     probes: dict[str, Any] = {}
     for source in sources:  # outside the store lock: it reads every video
         try:
@@ -217,15 +230,98 @@ def _run(*, store_path: str | os.PathLike[str], sources: list[VideoSource], mode
                 mine = [j for j in mine if j.ranges]
                 logger.info("shard %s: %d unit(s) of %d video(s), %d frame(s) still to write",
                             shard, len(units), len(owned), sum(j.missing_frames for j in mine))
-                _run_local(model, store, mine, key, options, report, wrote, errors)
+                _run_local(model, store, mine, key, options, report, wrote, errors, crop)
             else:
-                _run_local(model, store, jobs, key, options, report, wrote, errors)
+                _run_local(model, store, jobs, key, options, report, wrote, errors, crop)
         except KeyboardInterrupt:
             report.interrupted, report.user_interrupt = CTRL_C, True
             logger.warning("%s", CTRL_C)
         settle_videos(store, key, jobs, report, wrote=wrote, errors=errors, owned=owned)
     finally:
         store.close()
+
+
+def _subject_tracks(source: VideoSource, out: str | os.PathLike[str],
+                    options: ExtractOptions) -> tuple[Any, Path]:
+    """The tracks of ``source``: read from ``options.subjects`` or made by the tracker."""
+    from prism_science.tracks import read_tracks, track_video, write_tracks_csv
+
+    if options.subjects != "auto":
+        path = Path(options.subjects).resolve()
+        return read_tracks(path, video=str(source.path)), path
+    if not options.n_animals:
+        raise PrismError("--subjects auto runs the built-in tracker and needs --n-animals N "
+                         "(how many animals the video shows)")
+    path = default_tracks_path(out, source.video_id)
+    if path.exists() and not options.overwrite:
+        logger.info("%s: reusing the tracks written by an earlier run (%s); --overwrite "
+                    "re-tracks", source.video_id, path)
+        return read_tracks(path, video=str(source.path)), path
+    result = track_video(source.path, options.n_animals)
+    write_tracks_csv(result.tracks, path, video=str(source.path))
+    logger.info("%s: tracked %d animal(s); tracks written to %s", source.video_id,
+                options.n_animals, path)
+    return read_tracks(path, video=str(source.path)), path
+
+
+def _run_subjects(*, store_path: str | os.PathLike[str], sources: list[VideoSource],
+                  model: Any, key: str, provenance: dict[str, Any], shape: tuple[int, ...],
+                  options: ExtractOptions, report: ExtractReport, cluster: str | None,
+                  cluster_options: dict[str, Any], shard: Shard | None,
+                  task_frames: int) -> None:
+    """Per-subject extraction: each subject of the one video is its own feature set."""
+    if len(sources) != 1:
+        raise PrismError(
+            f"--subjects extracts one video at a time (its tracks belong to one video); "
+            f"{len(sources)} videos were given: run one command per video")
+    source = sources[0]
+    tracks, tracks_path = _subject_tracks(source, store_path, options)
+    probe = probe_video(source)
+    crops = subject_crops(tracks, probe.n_frames, (probe.height, probe.width),
+                          int(model.image_size), crop_size=options.crop_size,
+                          align_heading=options.align_heading, video=str(source.path))
+    tracks_sha = file_sha256(tracks_path)
+    keys = []
+    for crop in crops:
+        sub_key = subject_key(key, crop.subject)
+        keys.append(sub_key)
+        sub_provenance = {**provenance, "crop": crop.identity(tracks_sha),
+                          "tracks_path": str(tracks_path)}
+        sub_report = ExtractReport(store_path=report.store_path, key=sub_key,
+                                   shard=report.shard)
+        sub_options = dict(cluster_options)
+        if cluster:
+            sub_options["crop_spec"] = {
+                "tracks_path": str(tracks_path), "subject": crop.subject,
+                "crop_size": crop.size, "align_heading": options.align_heading}
+        logger.info("%s: subject %r, crops of %d px -> %s", source.video_id, crop.subject,
+                    crop.size, sub_key)
+        _run(store_path=store_path, sources=sources, model=model, key=sub_key,
+             provenance=sub_provenance, shape=shape, options=options, report=sub_report,
+             cluster=cluster, cluster_options=sub_options, shard=shard,
+             task_frames=task_frames, crop=crop)
+        _merge(report, sub_report, crop.subject)
+        if sub_report.interrupted:
+            break
+    report.key = ", ".join(keys)
+
+
+def _merge(report: ExtractReport, part: ExtractReport, subject: str) -> None:
+    """Add one subject's outcome to the run's report (ids become ``video@subject``)."""
+    def tag(vid: str) -> str:
+        return f"{vid}@{subject}"
+
+    report.extracted += [tag(v) for v in part.extracted]
+    report.skipped += [tag(v) for v in part.skipped]
+    report.completed += [tag(v) for v in part.completed]
+    report.failed += [(p, f"subject {subject!r}: {why}") for p, why in part.failed]
+    report.incomplete += [(tag(v), why) for v, why in part.incomplete]
+    report.waiting += [(tag(v), why) for v, why in part.waiting]
+    if hasattr(report, "short"):  # videos shorter than their container declares
+        report.short += [(tag(v), why) for v, why in part.short]
+    report.frames += part.frames
+    report.interrupted = report.interrupted or part.interrupted
+    report.user_interrupt = report.user_interrupt or part.user_interrupt
 
 
 def _reason(exc: Exception) -> str:
@@ -239,7 +335,7 @@ def _reason(exc: Exception) -> str:
 
 def _run_local(model: Any, store: FeatureStore, jobs: list[VideoJob], key: str,
                options: ExtractOptions, report: ExtractReport, wrote: set[str],
-               errors: dict[str, str]) -> None:
+               errors: dict[str, str], crop: Any | None = None) -> None:
     """Compute the missing ranges of ``jobs`` in this process (completion: settle_videos)."""
     from tqdm.auto import tqdm
 
@@ -258,7 +354,7 @@ def _run_local(model: Any, store: FeatureStore, jobs: list[VideoJob], key: str,
             try:
                 frames = extract_ranges(
                     model, store, vid, job.source.path, key, options.params, job.ranges,
-                    batch_size=options.batch_size, on_frames=advance)
+                    batch_size=options.batch_size, on_frames=advance, crop=crop)
                 report.frames += frames
                 if frames:
                     wrote.add(vid)

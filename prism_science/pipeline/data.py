@@ -117,6 +117,9 @@ def pool_features(values: np.ndarray, probe_or_kind: BaseProbe | str) -> np.ndar
 def resolve_feature_key(store: Any, video_id: str, feature_key: str | None) -> str:
     """The feature set to use for a video: ``feature_key`` if it has it, else its only one.
 
+    Per-subject feature sets (``<model>/<tokens>@<subject>``) do not count when the video has
+    exactly one whole-frame set.
+
     Raises
     ------
     ProbeError
@@ -130,10 +133,15 @@ def resolve_feature_key(store: Any, video_id: str, feature_key: str | None) -> s
                 f"{keys or 'none'}); extract them with `prism-science extract` or pick --features."
             )
         return feature_key
+    whole = [k for k in keys if "@" not in k]  # "<model>/<tokens>@<subject>": per subject
+    if len(whole) == 1:
+        return whole[0]
     if len(keys) != 1:
+        per_subject = " (per-subject features train with --per-subject)" if len(whole) < \
+            len(keys) else ""
         raise ProbeError(
             f"{store.path}: video {video_id!r} has {len(keys)} feature sets ({keys or 'none'}); "
-            "choose one with --features KEY."
+            f"choose one with --features KEY{per_subject}."
         )
     return keys[0]
 

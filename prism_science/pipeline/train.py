@@ -26,6 +26,7 @@ import logging
 import math
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,13 @@ from prism_science.pipeline.data import (
     select_rows,
 )
 from prism_science.pipeline.split import ValidationSplit, split_validation
-from prism_science.probes.base import BaseProbe, best_f1_threshold, summarize_provenance
+from prism_science.pipeline.subjects import load_subject_data
+from prism_science.probes.base import (
+    BaseProbe,
+    best_f1_threshold,
+    fit_progress,
+    summarize_provenance,
+)
 from prism_science.probes.io import load_probe, make_probe, save_probe
 from prism_science.probes.postprocess import postprocess_settings
 
@@ -191,6 +198,29 @@ def check_labels(data: StoreData) -> list[str]:
     return messages
 
 
+class _EpochCounter:
+    """Counts the epochs of :func:`train_probe`'s successive fits on one scale."""
+
+    def __init__(self, progress: Callable[[int, int], None] | None, kind: str,
+                 params: dict[str, Any], n_fits: int) -> None:
+        self.progress = progress
+        # the probe's own default when params leave max_epochs out
+        per_fit = params.get("max_epochs") or make_probe(kind).max_epochs
+        self.per_fit = max(int(per_fit), 1)
+        self.total = self.per_fit * n_fits
+        self.offset = 0
+
+    def report(self, epoch: int, n_epochs: int) -> None:
+        if self.progress is not None:
+            self.progress(min(self.offset + epoch, self.total), self.total)
+
+    def next_fit(self) -> None:
+        """A fit ended (maybe early): the next one counts from the end of its share."""
+        if self.offset < self.total:
+            self.offset += self.per_fit
+            self.report(0, self.per_fit)
+
+
 def _fit(kind: str, params: dict[str, Any], X: np.ndarray, y: np.ndarray, groups: np.ndarray,
          behaviors: list[str], provenance: dict[str, Any]) -> tuple[BaseProbe, list[str]]:
     """Fit a probe, returning the warnings it raised other than the skipped behaviors (which
@@ -277,6 +307,8 @@ def train_probe(
     seed: int = 0,
     min_bout: int = 1,
     max_gap: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+    per_subject: bool = False,
 ) -> TrainResult:
     """Train a probe of ``kind`` on labeled stored features (see the module docstring).
 
@@ -303,6 +335,16 @@ def train_probe(
         Seed of the split (and of the probe unless ``params`` sets ``random_state``).
     min_bout, max_gap : int
         Bout post-processing kept with the probe (``postprocess_``).
+    progress : callable, optional
+        ``progress(epoch, n_epochs)`` after each training epoch, counted over both fits (the
+        validation fit, then the fit on all rows): ``n_epochs`` is ``2 * max_epochs`` with a
+        validation split, ``max_epochs`` without; a fit that stops early jumps to its end.
+        An exception it raises stops the training (see
+        :func:`prism_science.probes.base.fit_progress`).
+    per_subject : bool
+        Train on per-subject features (``extract --subjects``): one unit per (video, subject),
+        each subject's labels with its own features (:mod:`prism_science.pipeline.subjects`);
+        ``feature_key`` is then ``"<model>/<tokens>"``.
 
     Returns
     -------
@@ -316,22 +358,35 @@ def train_probe(
     """
     kind = probe_kind(kind)
     postprocess = postprocess_settings({"min_bout": int(min_bout), "max_gap": int(max_gap)})
-    data = select_rows(load_store_data(store, labels, feature_key, video_ids, behaviors,
-                                       pool_for=kind), kind)
+    if per_subject:
+        loaded = load_subject_data(store, labels, feature_key, video_ids, behaviors,
+                                   pool_for=kind)
+    else:
+        loaded = load_store_data(store, labels, feature_key, video_ids, behaviors,
+                                 pool_for=kind)
+    data = select_rows(loaded, kind)
     messages = check_labels(data)
     params = {**DEFAULT_PARAMS, **(params or {})}
     params.setdefault("random_state", seed)
     params["tune_thresholds"] = False
     provenance = summarize_provenance(data.provenance, data.feature_key)
     split = split_validation(data, validation_fraction, seed)
-    metrics, validation_messages = _validate(kind, params, data, split, provenance)
-    messages += validation_messages
-    assert data.y is not None
-    probe, fit_messages = _fit(kind, params, data.X, data.y, split.groups, data.behaviors,
-                               provenance)
+    epochs = _EpochCounter(progress, kind, params, 2 if split.has_validation else 1)
+    with fit_progress(epochs.report if progress is not None else None):
+        metrics, validation_messages = _validate(kind, params, data, split, provenance)
+        if split.has_validation:
+            epochs.next_fit()
+        messages += validation_messages
+        assert data.y is not None
+        probe, fit_messages = _fit(kind, params, data.X, data.y, split.groups, data.behaviors,
+                                   provenance)
+        epochs.next_fit()
     messages += [m for m in fit_messages if m not in messages]
     probe.thresholds_ = np.array([metrics[b]["threshold"] for b in data.behaviors])
     probe.postprocess_ = postprocess
+    if per_subject and probe.feature_provenance_ is not None:
+        # Prediction then writes one set per subject (pipeline.subjects).
+        probe.feature_provenance_["per_subject"] = True
     result = TrainResult(probe, data, split, metrics, messages, kind)
     probe.validation_ = result.to_dict()
     for message in messages:

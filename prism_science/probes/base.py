@@ -17,11 +17,14 @@ Subclasses define the torch module (``_build_module``) and how inputs become tra
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import logging
 import math
 import warnings
 from abc import ABCMeta, abstractmethod
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +44,47 @@ logger = logging.getLogger(__name__)
 # only warn (same encoder and tokens, other temporal context).
 PROVENANCE_STRICT = ("model_name", "weights_sha256", "token_mode", "feature_shape")
 PROVENANCE_SOFT = ("window",)
+
+EpochCallback = Callable[[int, int], None]
+
+# The per-epoch progress callback of the fits running in this context (thread); a context
+# rather than a fit argument keeps the scikit-learn fit signature and reaches nested fits.
+_EPOCH_CALLBACK: contextvars.ContextVar[EpochCallback | None] = contextvars.ContextVar(
+    "prism_probe_epoch_callback", default=None
+)
+
+
+@contextlib.contextmanager
+def fit_progress(callback: EpochCallback | None) -> Iterator[None]:
+    """Report the epochs of every probe fit in this block to ``callback(epoch, n_epochs)``.
+
+    ``epoch`` counts from 1 after each finished epoch (L-BFGS: each finished iteration) and
+    ``n_epochs`` is the probe's ``max_epochs``; early stopping ends a fit before ``n_epochs``.
+    The callback runs in the training thread; an exception it raises (e.g. to cancel) stops
+    the fit and propagates out of ``fit``. The setting is per thread (a context variable).
+
+    Parameters
+    ----------
+    callback : callable or None
+        ``callback(epoch: int, n_epochs: int) -> None``; ``None`` turns reporting off.
+
+    Examples
+    --------
+    >>> with fit_progress(lambda epoch, n: print(f"epoch {epoch}/{n}")):  # doctest: +SKIP
+    ...     probe.fit(X, y)
+    """
+    token = _EPOCH_CALLBACK.set(callback)
+    try:
+        yield
+    finally:
+        _EPOCH_CALLBACK.reset(token)
+
+
+def report_epoch(epoch: int, n_epochs: int) -> None:
+    """Hand a finished epoch to the callback of :func:`fit_progress`, if one is set."""
+    callback = _EPOCH_CALLBACK.get()
+    if callback is not None:
+        callback(int(epoch), int(n_epochs))
 
 
 def summarize_provenance(provenance: dict | None, feature_key: str | None = None) -> dict:
@@ -548,6 +592,7 @@ class BaseProbe(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
             if use_val:
                 monitored = self._evaluate_loss(units, val_idx)
                 self.validation_scores_.append(monitored)
+            report_epoch(epoch, int(self.max_epochs))
             if monitored < best_loss - float(self.tol):
                 best_loss, stale = monitored, 0
                 best_state = copy.deepcopy(module.state_dict())

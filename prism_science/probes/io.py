@@ -415,6 +415,14 @@ def _probe_from_meta(meta: dict[str, Any], meta_path: Path) -> BaseProbe:
         raise ProbeError(f"{meta_path}: field {field!r} is missing or of the wrong type "
                          f"({type(exc).__name__}: {exc}); re-save the probe.") from exc
     probe.feature_provenance_ = meta.get("feature_provenance")
+    if not isinstance(probe.feature_provenance_, dict) or not probe.feature_provenance_:
+        # Nothing can then tell another model's features from the ones it was trained on.
+        logger.warning(
+            "%s: field 'feature_provenance' is missing or empty, so nothing checks that the "
+            "features this probe is applied to come from the model, weights and token mode it "
+            "was trained on; predictions on another model's features are meaningless. Retrain "
+            "the probe (`prism-science probe train`) to record them.", meta_path)
+        probe.feature_provenance_ = None
     postprocess = meta.get("postprocess")
     probe.postprocess_ = postprocess if isinstance(postprocess, dict) else \
         {"min_bout": 1, "max_gap": 0}

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from prism_science.errors import ProbeError
-from prism_science.probes.base import BaseProbe, Standardize, TrainingUnits
+from prism_science.probes.base import BaseProbe, Standardize, TrainingUnits, report_epoch
 
 
 class _LinearModule(nn.Module):
@@ -134,6 +134,7 @@ class LinearProbe(BaseProbe):
         )
         self.loss_curve_ = []
         self.validation_scores_ = []
+        reported = [0]
 
         def closure() -> torch.Tensor:
             optimizer.zero_grad(set_to_none=True)
@@ -141,6 +142,11 @@ class LinearProbe(BaseProbe):
             loss = loss + 0.5 * float(self.weight_decay) * sum((p * p).sum() for p in penalized)
             loss.backward()
             self.loss_curve_.append(loss.item())
+            # L-BFGS evaluates the closure a few times per iteration: report its iterations
+            iteration = int(optimizer.state[head.weight].get("n_iter", 0))
+            if iteration > reported[0]:
+                reported[0] = iteration
+                report_epoch(min(iteration, int(self.max_epochs)), int(self.max_epochs))
             return loss
 
         module.train()

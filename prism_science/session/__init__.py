@@ -1,7 +1,8 @@
 """A labeling session: the Qt-free logic behind the napari plugin.
 
 A :class:`LabelingSession` holds, for one video, the behaviors being labeled (name, key, colour,
-exclusive group), the frames labeled by hand (``manual``), the frames a person approved while
+exclusive group, point or state event; :func:`read_ethogram` reads them from a BORIS project or a
+CSV), the frames labeled by hand (``manual``), the frames a person approved while
 reviewing predictions (``curated``), the classifier's per-frame probabilities (``predicted``)
 and the review decisions, all kept apart so that none overwrites another. Edits are undoable and
 the session autosaves itself with atomic writes, so a crash loses at most the last few seconds.
@@ -34,6 +35,7 @@ from prism_science.session._types import (
     ReviewItem,
     mask_to_runs,
 )
+from prism_science.session.ethogram import import_ethogram, read_ethogram
 from prism_science.session.project import PROJECT_FILE, Project, is_project
 
 __all__ = [
@@ -52,8 +54,10 @@ __all__ = [
     "ReviewItem",
     "atomic_write_bytes",
     "default_session_path",
+    "import_ethogram",
     "is_project",
     "mask_to_runs",
     "move_aside",
+    "read_ethogram",
     "set_aside_in_store",
 ]

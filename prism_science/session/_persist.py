@@ -394,7 +394,8 @@ class SessionPersistence:
         )
         for b in data.get("behaviors", []):
             session.add_behavior(Behavior(str(b["name"]), str(b.get("key", "")),
-                                          str(b.get("color", "")), str(b.get("group", ""))))
+                                          str(b.get("color", "")), str(b.get("group", "")),
+                                          bool(b.get("point", False))))
         session.add_records(data.get("labels", []))
         session.subject = str(data.get("subject") or "")
         session.review = {str(k): str(v) for k, v in (data.get("review") or {}).items()}

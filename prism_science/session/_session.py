@@ -195,13 +195,14 @@ class LabelingSession(SessionPersistence):
         if key and key.lower() in used_keys:
             raise LabelError(f"key {key!r} of behavior {name!r} is already used; choose another")
         color = behavior.color or _PALETTE[len(self.behaviors) % len(_PALETTE)]
-        new = Behavior(name, key, color, behavior.group.strip())
+        new = Behavior(name, key, color, behavior.group.strip(), bool(behavior.point))
         self.behaviors.append(new)
         self._changed()
         return new
 
-    def update_behavior(self, name: str, **changes: str) -> None:
-        """Change the key, colour or group of a behavior (renaming keeps its labels)."""
+    def update_behavior(self, name: str, **changes: Any) -> None:
+        """Change the name, key, colour, group or ``point`` (a point event, or a state event
+        when False) of a behavior; renaming keeps its labels."""
         behavior = self.behavior(name)
         new_name = changes.get("name", name).strip()
         if new_name != name:
@@ -218,6 +219,9 @@ class LabelingSession(SessionPersistence):
         behavior.key = key
         behavior.color = changes.get("color", behavior.color)
         behavior.group = changes.get("group", behavior.group).strip()
+        behavior.point = bool(changes.get("point", behavior.point))
+        if behavior.point:
+            self.open_bouts.pop(behavior.name, None)
         self._changed()
 
     def remove_behavior(self, name: str) -> None:
@@ -340,15 +344,17 @@ class LabelingSession(SessionPersistence):
 
         Stopping labels every frame between the start and ``frame`` (both included, in either
         order). Starting a behavior of an exclusive group closes the group's open bouts first,
-        at the frame before (the animal switched behavior).
+        at the frame before (the animal switched behavior). A point event (``Behavior.point``)
+        has no start and stop: the key marks ``frame`` alone, or unmarks it when marked.
 
         Returns
         -------
         str
-            ``"started"`` or ``"stopped"``.
+            ``"started"`` or ``"stopped"``; for a point event ``"point"`` or ``"removed"``.
         """
-        self.behavior(behavior)
         frame = self._check_frame(frame)
+        if self.behavior(behavior).point:
+            return "point" if self.toggle_frame(behavior, frame) else "removed"
         if behavior in self.open_bouts:
             start = self.open_bouts.pop(behavior)
             self.set_range(behavior, start, frame, True)
@@ -411,8 +417,14 @@ class LabelingSession(SessionPersistence):
                 f"({', '.join(self.predictions) or 'none loaded'})"
             )
         order = {name: i for i, name in enumerate(self.behavior_names())}
+        points = {b.name for b in self.behaviors if b.point}
         for (src, behavior, subject), mask in self._masks.items():
-            if src == source:
+            if src != source:
+                continue
+            if behavior in points:  # each marked frame is an event of its own
+                out.extend(Bout(behavior, subject, int(f), int(f), source, point=True)
+                           for f in np.flatnonzero(mask))
+            else:
                 out.extend(Bout(behavior, subject, a, b, source) for a, b in mask_to_runs(mask))
         return sorted(out, key=lambda x: (x.start_frame, order.get(x.behavior, 0), x.subject))
 
@@ -672,6 +684,71 @@ class LabelingSession(SessionPersistence):
         self.set_range(item.behavior, item.start_frame, item.end_frame, True, source="curated")
         self.review[item.key] = "accepted"
         self._changed()
+
+    def accept_predictions(
+        self,
+        prediction: str,
+        start: int,
+        end: int,
+        behaviors: Sequence[str] | None = None,
+    ) -> dict[str, int]:
+        """Accept a prediction's bouts on frames ``start..end`` as curated labels, in bulk.
+
+        Every predicted frame of the range (the track's thresholds and bout post-processing, as
+        on the timeline) becomes a curated label of its behavior; labels already there stay
+        (frames the prediction leaves out are not unlabeled). Predicted bouts that lie wholly
+        inside the range count as reviewed (``"accepted"``), so review skips them. One call is
+        one undo step for the labels.
+
+        Parameters
+        ----------
+        prediction : str
+            Name of a prediction track (:attr:`predictions`).
+        start, end : int
+            Frames of the range, both included, in either order.
+        behaviors : sequence of str, optional
+            Only these behaviors of the track (default: all of them).
+
+        Returns
+        -------
+        dict of str to int
+            Behavior -> number of frames newly labeled curated.
+
+        Raises
+        ------
+        LabelError
+            No such prediction, a frame outside the video, or a behavior the track does not
+            predict.
+        """
+        if prediction not in self.predictions:
+            raise LabelError(f"no prediction named {prediction!r} to accept; predict first "
+                             f"(loaded: {', '.join(self.predictions) or 'none'})")
+        track = self.predictions[prediction]
+        a, b = sorted((self._check_frame(start), self._check_frame(end)))
+        names = list(track.classes) if behaviors is None else list(behaviors)
+        for name in names:
+            if name not in track.classes:
+                raise LabelError(f"prediction {prediction!r} does not predict {name!r} "
+                                 f"(it predicts {', '.join(track.classes)})")
+        edit = _Edit()
+        added: dict[str, int] = {}
+        for name in names:
+            predicted = track.predicted(name)
+            assert predicted is not None
+            key = ("curated", name, self.subject)
+            before = self.mask(name, "curated").copy()
+            for run_a, run_b in mask_to_runs(predicted[a : b + 1]):
+                self._assign(edit, key, a + run_a, a + run_b, True)
+            added[name] = int((self.mask(name, "curated") & ~before).sum())
+        for bout in self.bouts(prediction):
+            if bout.behavior in names and a <= bout.start_frame and bout.end_frame <= b:
+                item_key = ReviewItem(prediction, bout.behavior, bout.start_frame,
+                                      bout.end_frame, "", 0.0).key
+                self.review.setdefault(item_key, "accepted")
+        if edit.before:
+            self._push(edit)
+        self._changed()
+        return added
 
     def reject(self, item: ReviewItem) -> None:
         """Reject a reviewed bout: recorded as rejected; no label is added anywhere."""

@@ -25,12 +25,17 @@ class Behavior:
     group : str
         Exclusive group: behaviors sharing a non-empty group never overlap for one subject
         (labeling one clears the others on those frames).
+    point : bool
+        A point event (BORIS's "Point event", e.g. a jump or a bite): its key marks the current
+        frame alone, each labeled frame is a bout of its own, drawn as a tick and exported as
+        a BORIS POINT event. False: a state event with a duration (start/stop).
     """
 
     name: str
     key: str = ""
     color: str = ""
     group: str = ""
+    point: bool = False
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,7 @@ class Bout:
     end_frame: int
     source: str
     confidence: float | None = None
+    point: bool = False
 
 
 @dataclass

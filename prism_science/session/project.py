@@ -159,7 +159,8 @@ class Project:
             raise LabelError(f"{path}: project version {data.get('version')} is newer than "
                              f"this prism-science reads ({PROJECT_VERSION}); upgrade it")
         behaviors = [Behavior(str(b["name"]), str(b.get("key", "")), str(b.get("color", "")),
-                              str(b.get("group", ""))) for b in data.get("behaviors", [])]
+                              str(b.get("group", "")), bool(b.get("point", False)))
+                     for b in data.get("behaviors", [])]
         return cls(folder, behaviors, [Path(p) for p in data.get("videos", [])])
 
     def to_dict(self) -> dict[str, Any]:
@@ -267,7 +268,7 @@ class Project:
         for wanted in self.behaviors:
             if wanted.name in session.behavior_names():
                 session.update_behavior(wanted.name, key=wanted.key, color=wanted.color,
-                                        group=wanted.group)
+                                        group=wanted.group, point=wanted.point)
             else:
                 session.add_behavior(Behavior(**asdict(wanted)))
         self.take_ethogram(session)

@@ -75,7 +75,7 @@ DEFAULT_SHARD_FRAMES = 8192
 SHARD_BYTES_LIMIT = 128 << 20
 """Largest shard of feature values, in bytes (a writer holds one shard in memory)."""
 IDENTITY_FIELDS = ("model_name", "weights_sha256", "num_frames", "image_size", "window",
-                   "feature_shape")
+                   "feature_shape", "crop")
 """Provenance fields that must agree for features to be mixed in one feature set."""
 
 _HDF5_SUFFIXES = (".h5", ".hdf5", ".he5")
@@ -199,6 +199,8 @@ def describe_params(provenance: dict[str, Any]) -> str:
         f"model {provenance.get('model_name')} (weights {sha}), "
         f"T={provenance.get('num_frames')}, {provenance.get('image_size')}px, "
         + ", ".join(f"{k}={v}" for k, v in sorted(window.items()))
+        + ("" if not provenance.get("crop") else ", crop "
+           + ", ".join(f"{k}={v}" for k, v in sorted(provenance["crop"].items())))
     )
 
 
@@ -320,8 +322,10 @@ class FeatureStore:
         return self._b.groups("videos") if self._b.exists("videos") else []
 
     def has_video(self, video_id: str) -> bool:
-        """Whether the store has a record of ``video_id``."""
-        return self._b.exists(self._video_path(video_id))
+        """Whether the store has a record of ``video_id`` (one whose writing was interrupted,
+        without its ``video`` attributes, counts as none: :meth:`put_video` starts it anew)."""
+        path = self._video_path(video_id)
+        return self._b.exists(path) and bool(self._b.attrs(path).get("video"))
 
     def _require_video(self, video_id: str) -> str:
         path = self._video_path(video_id)

@@ -81,6 +81,14 @@ class VideoInfo:
         Pixel format of the decoded frames (e.g. ``"yuv420p"``); the PIL mode for image folders.
     last_good_frame : int
         Index of the last frame known to decode; ``n_frames - 1`` unless a decode failure was found.
+    rotation : int
+        Degrees counterclockwise (0, 90, 180 or -90) that the file's display matrix asks players
+        to rotate the frames by. Frames are read rotated, as players show them: ``width`` and
+        ``height`` are the displayed size (swapped from the coded size at +-90).
+    declared_frames : int or None
+        Frame count the container declares (its frame count, else its video stream's duration
+        times the nominal rate); None when it declares none. More than ``n_frames`` (beyond a
+        small tolerance) means the file is cut short: see :attr:`short`.
     """
 
     path: Path
@@ -95,6 +103,18 @@ class VideoInfo:
     is_image_folder: bool = False
     pix_fmt: str = ""
     last_good_frame: int = -1
+    rotation: int = 0
+    declared_frames: int | None = None
+
+    @property
+    def short(self) -> bool:
+        """Whether fewer frames can be read than the container declares (a truncated file).
+
+        A tolerance of 2 frames + 0.5 % absorbs frames dropped by edit lists and rounding.
+        """
+        if self.declared_frames is None:
+            return False
+        return self.n_frames < self.declared_frames - 2 - 0.005 * self.declared_frames
 
     def frame_at(self, seconds: float | np.ndarray) -> int | np.ndarray:
         """Index of the frame on screen at ``seconds`` (the last frame whose timestamp <= it).
@@ -318,17 +338,31 @@ def index_file(path: Path, threads: int = 0) -> FileIndex:
         time_base = stream.time_base or Fraction(1, 1)
         nominal = stream.average_rate or stream.guessed_rate or stream.base_rate
         reorders = bool(stream.codec_context.has_b_frames)
+        declared = _declared_frames(stream, nominal)
     finally:
         container.close()
     # Packet PTS rising in decode order although the codec reorders frames: decode times taken
     # for PTS (AVI), or B-frames not yet used; the decoded frames' PTS tell which.
     dts_as_pts = reorders and all(a < b for a, b in zip(pts_list, pts_list[1:], strict=False))
-    head = (_decoded_pts_head(path, threads, _REORDER_CHECK_FRAMES if dts_as_pts else 1)
-            if pts_list and not missing_pts else [])
+    head, rotation = (_decoded_pts_head(path, threads,
+                                        _REORDER_CHECK_FRAMES if dts_as_pts else 1)
+                      if pts_list and not missing_pts else ([], 0))
     first = head[0] if head else None
     if any(b is None or a is None or b <= a for a, b in zip(head, head[1:], strict=False)):
         logger.info("%s: time stamps are decode times (%s with B-frames); rebuilding the display "
                     "order by decoding", path, codec)
+        missing_pts = True
+    backwards = next((k for k in range(1, len(pts_list)) if pts_list[k] <= pts_list[k - 1]),
+                     None) if not reorders and not missing_pts else None
+    if backwards is not None:
+        # A codec that does not reorder hands out frames in decode order: time stamps that go
+        # back in that order are wrong (a camera clock reset, a bad remux), not damaged frames.
+        logger.warning(
+            "%s: time stamps go back at frame %d (PTS %d after %d, time base %s) although every "
+            "frame decodes in order; frames are numbered in decode order, their timestamps "
+            "taken from the nominal rate (%s fps), and every read decodes from the start. "
+            "Remux the file with fresh time stamps to read it faster.",
+            path, backwards, pts_list[backwards], pts_list[backwards - 1], time_base, nominal)
         missing_pts = True
     if first is not None and first in pts_list:
         # Packets before the first decoded frame are dropped by the decoder (edit lists).
@@ -356,14 +390,23 @@ def index_file(path: Path, threads: int = 0) -> FileIndex:
         fps = float(nominal) if nominal else 30.0
     if not width or not height:
         raise VideoError(f"{path}: the video stream reports no frame size; re-encode it")
+    if rotation % 180:
+        width, height = height, width  # frames are read as players show them
     info = VideoInfo(
         path=path, n_frames=n, fps=float(fps), width=int(width), height=int(height),
         timestamps=timestamps, codec=codec, duration=float(timestamps[-1] + 1.0 / fps),
         start_time=float(pts[0] * time_base), is_image_folder=False, pix_fmt=pix_fmt,
-        last_good_frame=n - 1,
+        last_good_frame=n - 1, rotation=rotation, declared_frames=declared,
     )
+    if rotation:
+        logger.info("%s: display matrix rotates by %d degrees; frames are read rotated "
+                    "(%dx%d as players show them)", path, rotation, info.width, info.height)
     if truncated:
         logger.warning("%s: %d frames indexed before the damaged part", path, n)
+    if info.short:
+        logger.warning("%s: the container declares %d frames but only %d can be read: the file "
+                       "is cut short (an interrupted copy or recording); re-copy it if the rest "
+                       "exists", path, declared, n)
     return FileIndex(info=info, pts=pts, key_pts=key_pts, counted=counted)
 
 
@@ -371,13 +414,36 @@ _REORDER_CHECK_FRAMES = 48
 """Frames decoded to check that PTS follow display order (streams that may hold B-frames)."""
 
 
-def _decoded_pts_head(path: Path, threads: int, n: int) -> list[int | None]:
+def _declared_frames(stream: av.VideoStream, nominal: Fraction | None) -> int | None:
+    """The frame count a container declares for ``stream``: its frame count, else its
+    duration (in the stream, else an MKV ``DURATION`` tag) times the nominal rate."""
+    if stream.frames and stream.frames > 0:
+        return int(stream.frames)
+    if not nominal:
+        return None
+    seconds = None
+    if stream.duration and stream.time_base:
+        seconds = float(stream.duration * stream.time_base)
+    else:
+        tag = (stream.metadata or {}).get("DURATION", "")
+        match = re.fullmatch(r"(\d+):(\d{2}):(\d{2}(?:\.\d+)?)", tag.strip())
+        if match:
+            h, m, sec = match.groups()
+            seconds = int(h) * 3600 + int(m) * 60 + float(sec)
+    return int(round(seconds * float(nominal))) if seconds else None
+
+
+def _decoded_pts_head(path: Path, threads: int, n: int) -> tuple[list[int | None], int]:
     """PTS of the first ``n`` decoded frames (None entries in raw streams without time stamps;
-    fewer when the file is shorter or damaged from the start)."""
+    fewer when the file is shorter or damaged from the start), and the first frame's rotation
+    (degrees counterclockwise from its display matrix, a multiple of 90)."""
     container, stream = open_container(path, threads)
     head: list[int | None] = []
+    rotation = 0
     try:
         for frame in decoded_frames(container, stream, path):
+            if not head:
+                rotation = _rotation(frame, path)
             head.append(frame.pts)
             if len(head) >= n:
                 break
@@ -385,9 +451,16 @@ def _decoded_pts_head(path: Path, threads: int, n: int) -> list[int | None]:
         pass  # damaged from the first frame: reported when frames are read
     finally:
         container.close()
-    return head
+    return head, rotation
 
 
+def _rotation(frame: av.VideoFrame, path: Path) -> int:
+    angle = float(getattr(frame, "rotation", 0) or 0)
+    quarter = int(round(angle / 90.0)) % 4
+    if abs(angle - round(angle / 90.0) * 90.0) > 1.0:
+        logger.warning("%s: display rotation of %.1f degrees is not a multiple of 90; frames "
+                       "are read rotated by %d", path, angle, (quarter * 90 + 180) % 360 - 180)
+    return (quarter * 90 + 180) % 360 - 180 if quarter != 2 else 180
 def _count_by_decoding(path: Path, threads: int) -> int:
     """Fallback for streams without usable time stamps: decode once and count the frames."""
     logger.info("%s: no usable time stamps; indexing by decoding every frame", path)

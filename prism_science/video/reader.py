@@ -51,6 +51,8 @@ logger = logging.getLogger(__name__)
 # decoder's position, decoding forward is cheaper.
 _FORWARD_DECODE_LIMIT = 8
 _INTERPOLATION = "AREA"
+# Frames decoded past a missing one to tell time stamps out of order from damaged data.
+_OUT_OF_ORDER_LOOKAHEAD = 16
 
 Size = tuple[int, int]
 Crop = tuple[int, int, int, int]
@@ -107,9 +109,12 @@ def _check_size(size: Sequence[int] | None) -> Size | None:
 
 
 def _convert(
-    frame: av.VideoFrame | np.ndarray, size: Size | None, crop: Crop | None
+    frame: av.VideoFrame | np.ndarray, size: Size | None, crop: Crop | None, rotation: int = 0
 ) -> np.ndarray:
-    """Decoded frame (PyAV frame or RGB array) -> (h, w, 3) uint8 RGB, cropped then resized."""
+    """Decoded frame (PyAV frame or RGB array) -> (h, w, 3) uint8 RGB: rotated as players show
+    it (``rotation`` degrees counterclockwise, :attr:`VideoInfo.rotation`), cropped, resized."""
+    if rotation and not isinstance(frame, np.ndarray):
+        frame = np.ascontiguousarray(np.rot90(frame.to_ndarray(format="rgb24"), rotation // 90))
     if crop is None:
         if isinstance(frame, np.ndarray):
             if size is None or size == frame.shape[:2]:
@@ -242,7 +247,8 @@ class VideoReader:
             The index is out of range, or the frame cannot be decoded (damaged file).
         """
         index = self._check_index(index)
-        return _convert(self._raw_frame(index), _check_size(size), self._check_crop(crop))
+        return _convert(self._raw_frame(index), _check_size(size), self._check_crop(crop),
+                        self.info.rotation)
 
     def get_frames(
         self,
@@ -276,7 +282,7 @@ class VideoReader:
         for j in np.argsort(checked, kind="stable"):
             if checked[j] != previous:
                 previous = checked[j]
-                image = _convert(self._raw_frame(previous), size_, crop_)
+                image = _convert(self._raw_frame(previous), size_, crop_, self.info.rotation)
             out[j] = image
         return out
 
@@ -338,7 +344,7 @@ class VideoReader:
         chunk_start = start
         try:
             for _, frame in self._sequential(start, stop):
-                buffer.append(_convert(frame, size_, crop_))
+                buffer.append(_convert(frame, size_, crop_, self.info.rotation))
                 if len(buffer) == chunk_size:
                     yield chunk_start, np.stack(buffer)
                     chunk_start += len(buffer)
@@ -427,7 +433,7 @@ class VideoReader:
                     if position == index:
                         return frame
                     if position > index:  # a damaged frame in the middle: later ones decode
-                        self._raise_undecodable(index, missing=True)
+                        self._raise_skipped(self._frames_iter, index, position)
                     if index - position <= self.cache_size // 2:
                         self._remember(position, frame)
                 break
@@ -469,6 +475,7 @@ class VideoReader:
         """Decoded frames with their index, skipping frames before ``min_pts`` (from a seek)."""
         pts_index = self._pts
         first = True
+        previous: int | None = None
         try:
             if self._counted:  # always decoded from the start: the n-th frame out is frame n
                 for position, frame in enumerate(decoded_frames(container, stream, self.path)):
@@ -497,6 +504,16 @@ class VideoReader:
                 position = int(np.searchsorted(pts_index, pts))
                 if position >= len(pts_index) or pts_index[position] != pts:
                     continue  # a frame the index does not know (damaged packet)
+                if previous is not None and position < previous:
+                    # The decoder hands frames out in display order: a frame whose PTS is
+                    # before the previous one's means wrong time stamps, not damaged data.
+                    raise VideoError(
+                        f"{self.path}: time stamps out of order: the frame decoded after frame "
+                        f"{previous} has PTS {pts}, which sorts as frame {position}; every frame "
+                        "decodes but its time stamps contradict the decoding order. Remux the "
+                        "file with fresh time stamps (ffmpeg -i IN -c copy -fflags +genpts "
+                        "OUT.mkv) or re-encode it.")
+                previous = position
                 yield position, frame
         except av.FFmpegError as exc:
             logger.warning("%s: decoding failed after frame %d: %s", self.path, self._pos, exc)
@@ -524,12 +541,13 @@ class VideoReader:
                     prime(container, stream)
                     container.seek(key_pts, stream=stream, backward=True, any_frame=False)
                 expected = start
+                frames = self._positions(container, stream, key_pts)
                 try:
-                    for position, frame in self._positions(container, stream, key_pts):
+                    for position, frame in frames:
                         if position < expected:
                             continue
                         if position > expected:
-                            self._raise_undecodable(expected, missing=True)
+                            self._raise_skipped(frames, expected, position)
                         yield position, frame
                         expected += 1
                         if expected >= stop:
@@ -560,6 +578,20 @@ class VideoReader:
                 duration=float(self.info.timestamps[last_good] + 1.0 / self.info.fps)
                 if last_good >= 0 else 0.0,
             )
+
+    def _raise_skipped(self, frames: Iterator[tuple[int, av.VideoFrame]], index: int,
+                       position: int) -> None:
+        """Frame ``position`` came out of the decoder where frame ``index`` was due: frame
+        ``index`` is damaged, unless it comes out a little later (time stamps out of order)."""
+        for _, (later, _frame) in zip(range(_OUT_OF_ORDER_LOOKAHEAD), frames, strict=False):
+            if later == index:
+                raise VideoError(
+                    f"{self.path}: time stamps out of order at frame {index}: the decoder hands "
+                    f"out frame {position} (by its PTS) before it, although every frame decodes; "
+                    "the time stamps contradict the decoding order (a bad remux or camera "
+                    "clock). Remux the file with fresh time stamps (ffmpeg -fflags +genpts -i "
+                    "IN -c copy OUT.mkv) or re-encode it.")
+        self._raise_undecodable(index, missing=True)
 
     def _raise_undecodable(self, index: int, missing: bool = False) -> None:
         if missing:

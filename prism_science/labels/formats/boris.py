@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -383,11 +384,15 @@ def read_project(path: Path, options: ReadOptions) -> dict[str, LabelTable]:
         info = obs.get("media_info", {}) or {}
         media_fps = (info.get("fps", {}) or {}).get(media[0]) if media else None
         duration = (info.get("length", {}) or {}).get(media[0]) if media else None
-        offset = float(obs.get("time offset", 0) or 0)
+        offset = _project_number(obs.get("time offset"), where, "time offset", 0.0)
         interval = obs.get("observation time interval") or [0, 0]
         coded = None
-        if len(interval) == 2 and float(interval[1] or 0) > 0:
-            coded = (float(interval[0]) - offset, float(interval[1]) - offset)
+        if isinstance(interval, list) and len(interval) == 2 \
+                and _project_number(interval[1], where, "observation time interval", 0.0) > 0:
+            coded = (_project_number(interval[0], where, "observation time interval", 0.0)
+                     - offset, float(interval[1]) - offset)
+        media_fps = _project_number(media_fps, where, "media_info fps", None, positive=True)
+        duration = _project_number(duration, where, "media_info length", None, positive=True)
         obs_type = str(obs.get("type", "MEDIA")).upper()
         refuse = None
         if obs_type == "IMAGES":
@@ -400,6 +405,23 @@ def read_project(path: Path, options: ReadOptions) -> dict[str, LabelTable]:
             float(media_fps) if media_fps else None, float(duration) if duration else None,
             _annotator(obs.get("independent_variables")), coded, refuse))
     return _read_observations(path, observations, options, bset)
+
+
+def _project_number(value: Any, where: str, field: str, default: float | None,
+                    positive: bool = False) -> float | None:
+    """A number of a .boris project: ``default`` when absent (None, 0, ""), LabelError naming
+    the field when it is text, infinite, NaN (or not positive where ``positive``)."""
+    if value is None or value == "" or value == 0:
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not math.isfinite(number) or (positive and number <= 0):
+        raise LabelError(f"{where}, field {field!r}: expected a finite "
+                         f"{'positive ' if positive else ''}number, found {value!r}; fix it in "
+                         "BORIS (or the file) and export again.")
+    return number
 
 
 def _note_comments(options: ReadOptions, where: str, n: int) -> None:

@@ -77,7 +77,7 @@ def _sequence(path: Path, group_key: str, seq_key: str, seq: dict, video_id: str
     try:
         vocab = dict(seq["metadata"]["vocab"])
         labels = np.asarray(seq["annotations"], dtype=np.int64).ravel()
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise LabelError(f"{where}: expected 'annotations' (one int per frame) and "
                          f"'metadata.vocab' ({exc!r}).") from exc
     id_to_name = {int(i): str(n) for n, i in vocab.items()}
