@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def _csv(text: str) -> list[str]:
@@ -232,7 +233,6 @@ def run_predict(args: argparse.Namespace) -> int:
     """Write predictions of a saved probe into the store (every video checked first)."""
     from prism_science.errors import PrismError
     from prism_science.pipeline import (
-        PREDICTIONS,
         default_prediction_name,
         load_trained_probe,
         predict_to_store,
@@ -256,6 +256,14 @@ def run_predict(args: argparse.Namespace) -> int:
     except PrismError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    _print_predictions(results, name, per_subject)
+    return 0
+
+
+def _print_predictions(results: dict[str, Any], name: str, per_subject: bool = False) -> None:
+    """One line per video (per ``video@subject``): frames, where they went, frames on."""
+    from prism_science.pipeline import PREDICTIONS
+
     for video_id, prediction in results.items():
         counts = ", ".join(f"{b}={int(c)}" for b, c in
                            zip(prediction.behaviors, prediction.binary.sum(0), strict=True))
@@ -265,13 +273,12 @@ def run_predict(args: argparse.Namespace) -> int:
             target = f"{name}@{subject}"
         print(f"{video_id}: {len(prediction.binary)} frames -> {PREDICTIONS}/{target} "
               f"({counts} frames on)")
-    return 0
 
 
 def run_zero_shot(args: argparse.Namespace) -> int:
     """Score named behaviors (templates or a prompt probe) into the store."""
     from prism_science.errors import PrismError
-    from prism_science.pipeline import PREDICTIONS, default_prediction_name, load_trained_probe
+    from prism_science.pipeline import default_prediction_name, load_trained_probe
     from prism_science.pipeline.zero_shot import (
         DEFAULT_TEMPLATES,
         DEFAULT_ZERO_SHOT_NAME,
@@ -293,11 +300,7 @@ def run_zero_shot(args: argparse.Namespace) -> int:
     except PrismError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    for video_id, prediction in results.items():
-        counts = ", ".join(f"{b}={int(c)}" for b, c in
-                           zip(prediction.behaviors, prediction.binary.sum(0), strict=True))
-        print(f"{video_id}: {len(prediction.binary)} frames -> {PREDICTIONS}/{name} "
-              f"({counts} frames on)")
+    _print_predictions(results, name)
     return 0
 
 
