@@ -378,7 +378,10 @@ def train_probe(
             epochs.next_fit()
         messages += validation_messages
         assert data.y is not None
-        probe, fit_messages = _fit(kind, params, data.X, data.y, split.groups, data.behaviors,
+        # The split's groups (time blocks of a single video) only choose the held-out part:
+        # the final fit sees each video (or subject) whole, as prediction does. Chopping a
+        # single video into blocks cost the temporal probe 0.86 -> 0.54 AP on the demo's fly.
+        probe, fit_messages = _fit(kind, params, data.X, data.y, data.groups, data.behaviors,
                                    provenance)
         epochs.next_fit()
     messages += [m for m in fit_messages if m not in messages]

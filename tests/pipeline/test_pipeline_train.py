@@ -201,3 +201,25 @@ def test_no_validation_split_says_so(tmp_path):
     assert not result.split.has_validation
     assert all(m["threshold"] == DEFAULT_THRESHOLD for m in result.metrics.values())
     assert any("no validation split" in w for w in result.warnings)
+
+
+def test_final_fit_sees_each_video_whole(tmp_path, monkeypatch):
+    """The time blocks of a single video only choose the held-out part: the probe kept for
+    prediction is fitted with one group per video, as it predicts (chopping the demo's fly
+    video into blocks cost the temporal probe 0.86 -> 0.54 AP)."""
+    import prism_science.pipeline.train as train_module
+
+    calls = []
+    original = train_module._fit
+
+    def spy(kind, params, X, y, groups, *rest):
+        calls.append(np.unique(groups).tolist())
+        return original(kind, params, X, y, groups, *rest)
+
+    monkeypatch.setattr(train_module, "_fit", spy)
+    make_store(tmp_path / "s.zarr", n_videos=1, labeled=1, labeled_frames=100)
+    with open_store(tmp_path / "s.zarr", mode="r") as store:
+        train_probe(store, "manual", "temporal", params={"max_epochs": 2})
+    validation_fit, final_fit = calls
+    assert len(validation_fit) == SINGLE_VIDEO_BLOCKS - 1  # the training blocks
+    assert final_fit == [0]
