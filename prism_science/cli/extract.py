@@ -177,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the extraction; print the report. Returns 0, 1 (some videos failed) or 2."""
     from prism_science.errors import PrismError
     from prism_science.extraction import ExtractOptions, run_extraction
-    from prism_science.extraction.cluster import SLURM_OPTIONS
+    from prism_science.extraction.slurm import SLURM_OPTIONS
     from prism_science.extraction.windows import WindowParams
 
     if args.cluster and not getattr(args, "verbose", False):

@@ -18,14 +18,13 @@ import pytest
 from prism_science.cli.main import main
 from prism_science.errors import ClusterError
 from prism_science.extraction import ExtractOptions, run_extraction
-from prism_science.extraction.cluster import (
-    _GPU_SLOT,
-    _start_slurm_cluster,
-    claim_gpu,
+from prism_science.extraction.cluster import _GPU_SLOT, claim_gpu
+from prism_science.extraction.slurm import (
     default_lifetime,
     parse_memory,
     parse_walltime,
     slurm_cluster_kwargs,
+    start_slurm_cluster,
 )
 from prism_science.extraction.windows import WindowParams
 from prism_science.store import open_store
@@ -45,7 +44,7 @@ def _script(options: dict, workers_per_gpu: int = 1, **config) -> str:
     with dask.config.set({f"jobqueue.slurm.{k.replace('_', '-')}": v
                           for k, v in config.items()}):
         kwargs, _ = slurm_cluster_kwargs(options, environ={}, workers_per_gpu=workers_per_gpu)
-        cluster = _start_slurm_cluster({**kwargs, "scheduler_options":
+        cluster = start_slurm_cluster({**kwargs, "scheduler_options":
                                         {"dashboard_address": None}})
         try:
             return cluster.job_script()
