@@ -6,15 +6,7 @@ import argparse
 import json
 import sys
 
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, found {text!r}")
-    return value
+from prism_science.cli import positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,15 +29,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", default="default",
                         help="video-text model with a tokenizer: a name or weights folder "
                         "(default: the bundled default)")
-    parser.add_argument("--top", type=_positive, default=5,
+    parser.add_argument("--top", type=positive_int, default=5,
                         help="frame ranges to print per query (default 5)")
-    parser.add_argument("--hop", type=_positive, default=None,
+    parser.add_argument("--hop", type=positive_int, default=None,
                         help="frames between clip starts, 1 to the clip length (default: half "
                         "the clip length)")
     parser.add_argument("--video-id", default=None,
                         help="the video of a store holding several (see the store's video ids)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--batch-size", type=_positive, default=4, help="clips per forward pass")
+    parser.add_argument("--batch-size", type=positive_int, default=4, help="clips per forward pass")
     parser.add_argument("--no-cache", action="store_true",
                         help="neither read nor write clip embeddings in a store")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")

@@ -12,15 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, found {text!r}")
-    return value
+from prism_science.cli import positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("video", metavar="VIDEO", help="the video file (or folder of frames)")
-    parser.add_argument("--n-animals", type=_positive_int, default=None,
+    parser.add_argument("--n-animals", type=positive_int, default=None,
                         help="number of animals in the arena (the built-in tracker)")
     parser.add_argument("--from", dest="source", default=None, metavar="TRACKS_FILE",
                         help="convert this tracks file (.slp, DLC .h5/.csv, CVAT .xml, COCO "
@@ -60,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-missing", type=float, default=0.1,
                         help="fraction of frames that may show fewer than N animals before "
                         "tracking fails (default 0.1)")
-    parser.add_argument("--max-side", type=_positive_int, default=512,
+    parser.add_argument("--max-side", type=positive_int, default=512,
                         help="process frames downscaled to this longer side (default 512)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)

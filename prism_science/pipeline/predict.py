@@ -184,6 +184,12 @@ def _predict(probe: BaseProbe, store: Any, video_id: str, key: str) -> VideoPred
     values = pool_features(features.values, probe)
     groups = np.zeros(len(values), np.int64)
     scores = np.asarray(probe.predict_proba(values, groups=groups), np.float32)
+    return prediction_from_scores(probe, scores, key)
+
+
+def prediction_from_scores(probe: BaseProbe, scores: np.ndarray, key: str) -> VideoPrediction:
+    """The probe's decisions on ``scores`` (T, K) float32: thresholds and bout post-processing,
+    or the top behavior per frame for a multi-class probe."""
     thresholds = _thresholds(probe)
     post = postprocess_settings(getattr(probe, "postprocess_", None))
     # From the float32 scores, as the plugin's timeline does: both show the same bouts.

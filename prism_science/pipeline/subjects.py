@@ -33,15 +33,13 @@ from prism_science.pipeline.data import (
 )
 from prism_science.pipeline.predict import (
     VideoPrediction,
-    _thresholds,
     decision_of,
     has_predictions,
     load_predictions,
-    top1_binary,
+    prediction_from_scores,
     write_predictions,
 )
 from prism_science.probes.base import BaseProbe, summarize_provenance
-from prism_science.probes.postprocess import binarize_predictions, postprocess_settings
 
 __all__ = [
     "evaluate_subjects",
@@ -304,14 +302,7 @@ def _predict_subject(probe: BaseProbe, store: Any, video_id: str, key: str) -> V
     scores = np.asarray(probe.predict_proba(values.astype(np.float32),
                                             groups=np.zeros(len(values), np.int64)), np.float32)
     scores[absent] = 0.0
-    thresholds = _thresholds(probe)
-    post = postprocess_settings(getattr(probe, "postprocess_", None))
-    if decision_of(probe) == "top1":
-        binary = top1_binary(scores, post).astype(np.int8)
-    else:
-        binary = binarize_predictions(scores, thresholds, post).astype(np.int8)
-    return VideoPrediction(scores, binary, [str(c) for c in probe.classes_.tolist()],
-                           thresholds, post, key)
+    return prediction_from_scores(probe, scores, key)
 
 
 def evaluate_subjects(
