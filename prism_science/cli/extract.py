@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 
+from prism_science.cli import positive_int
 from prism_science.extraction.windows import PADDING_MODES, TOKEN_MODES, WINDOW_MODES
 
 EPILOG = """\
@@ -33,16 +34,6 @@ def _device(text: str) -> str:
                                                    and text[5:].isdigit()):
         return text
     raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, found {text!r}")
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, found {text!r}") from exc
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, found {text!r}")
-    return value
 
 
 def _seconds(text: str) -> float:
@@ -87,12 +78,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("windows and tokens")
     g.add_argument("--tokens", choices=TOKEN_MODES, default="mean",
                    help="per-frame feature: mean over space (D), pooled g x g grid, or all tokens")
-    g.add_argument("--grid", type=_positive, default=2, help="grid side for --tokens grid")
+    g.add_argument("--grid", type=positive_int, default=2, help="grid side for --tokens grid")
     g.add_argument("--window", choices=WINDOW_MODES, default="sliding",
                    help="sliding: clips every --hop frames, averaged (about N/hop clips); "
                    "center: one clip centred on each frame (N clips, the paper's protocol)")
-    g.add_argument("--stride", type=_positive, default=1, help="frame stride inside a clip")
-    g.add_argument("--hop", type=_positive, default=8, help="frames between clip starts")
+    g.add_argument("--stride", type=positive_int, default=1, help="frame stride inside a clip")
+    g.add_argument("--hop", type=positive_int, default=8, help="frames between clip starts")
     g.add_argument("--padding", choices=PADDING_MODES, default="repeat",
                    help="how frames past the video's ends are filled (they are masked)")
     a = p.add_argument_group("per-subject features (one video; see docs/tracks.md)")
@@ -100,7 +91,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="extract one feature set per animal, from crops centred on its track: "
                    "a tracks file (SLEAP, DLC, CSV, ...; see `prism-science track`) or auto "
                    "(the built-in tracker; its CSV is written next to the store)")
-    a.add_argument("--n-animals", type=_positive, default=None, metavar="N",
+    a.add_argument("--n-animals", type=positive_int, default=None, metavar="N",
                    help="animals in the video, for --subjects auto")
     a.add_argument("--crop-size", default="auto", metavar="PX|auto",
                    help="crop side in pixels (default auto: 2.5 body lengths, at least 32)")
@@ -108,8 +99,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="rotate each crop so that the animal's heading points up")
     r = p.add_argument_group("running")
     r.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda or cuda:N")
-    r.add_argument("--batch-size", type=_positive, default=8, help="clips per forward pass")
-    r.add_argument("--threads", type=_positive, default=None,
+    r.add_argument("--batch-size", type=positive_int, default=8, help="clips per forward pass")
+    r.add_argument("--threads", type=positive_int, default=None,
                    help="torch threads on CPU (default: CPU cores - 1, one core decodes)")
     r.add_argument("--glob", default=None,
                    help='pattern of files taken from folders, e.g. "*.mp4" (default: any video '
@@ -117,9 +108,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--recursive", action="store_true", help="search sub-folders")
     r.add_argument("--overwrite", action="store_true",
                    help="recompute and replace features (and records of changed videos)")
-    r.add_argument("--chunk-frames", type=_positive, default=None,
+    r.add_argument("--chunk-frames", type=positive_int, default=None,
                    help="frames per stored chunk (default 256)")
-    r.add_argument("--frames-per-file", type=_positive, default=None, metavar="N",
+    r.add_argument("--frames-per-file", type=positive_int, default=None, metavar="N",
                    help="Zarr: frames per stored file, a Zarr shard of whole chunks (default "
                    "8192, about 40 files per hour of 30 fps video); --chunk-frames's value: one "
                    "file per chunk")
@@ -128,9 +119,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--cluster", default=None, metavar="SPEC",
                    help="local:N (N local worker processes), tcp://HOST:PORT (a running Dask "
                    "scheduler) or slurm (dask-jobqueue)")
-    c.add_argument("--workers-per-gpu", type=_positive, default=1,
+    c.add_argument("--workers-per-gpu", type=positive_int, default=1,
                    help="worker processes sharing one GPU")
-    c.add_argument("--task-frames", type=_positive, default=8192,
+    c.add_argument("--task-frames", type=positive_int, default=8192,
                    help="longer videos are split into tasks (and --shard units) of about this "
                    "many frames, rounded down to whole files (--frames-per-file)")
     c.add_argument("--worker-timeout", type=_seconds, default=None, metavar="SECONDS",
@@ -142,7 +133,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "$SLURM_ARRAY_TASK_COUNT). Not with --cluster")
     s = p.add_argument_group(
         "Slurm (--cluster slurm; your jobqueue.yaml applies, these override it)")
-    s.add_argument("--slurm-jobs", type=_positive, default=None,
+    s.add_argument("--slurm-jobs", type=positive_int, default=None,
                    help="most Slurm jobs at once (adaptive; env PRISM_SLURM_JOBS, default 1)")
     s.add_argument("--slurm-min-jobs", type=int, default=None,
                    help="fewest jobs kept while work remains (env PRISM_SLURM_MIN_JOBS, "
