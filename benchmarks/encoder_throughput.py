@@ -18,6 +18,13 @@ More::
     python benchmarks/encoder_throughput.py --variants prism-tiny-p16-f16-r128 \
         prism-small-p16-f16-r160 videoprism-v1-base-p18-f16-r288 --modes eager compile \
         --dtypes fp32 bf16 --attention exact fast --device cuda --batch 8
+
+On a GPU (the official base model, bf16, the exact attention semantics through FlexAttention,
+convolution patch embedding, MFU and the ratio to the official JAX model on the same GPU)::
+
+    PYTHONPATH=/path/to/videoprism python benchmarks/encoder_throughput.py --device cuda \
+        --variants videoprism-v1-base-p18-f16-r288 --dtypes bf16 --modes eager compile \
+        --batch 16 --official
 """
 
 from __future__ import annotations
@@ -26,9 +33,11 @@ import argparse
 import time
 
 import torch
+from _common import load_average, machine
 
 from prism_science.models import build_model, get_config
-from prism_science.models.encoder import VideoEncoderConfig
+from prism_science.models.encoder import VideoEncoderConfig, encoder_flops
+from prism_science.models.layers import set_attention
 
 # Peak dense bf16 tensor-core FLOP/s (no sparsity), from the vendors' datasheets.
 GPU_PEAK_BF16 = {
@@ -43,23 +52,10 @@ GPU_PEAK_BF16 = {
 }
 
 
-def layer_flops(tokens: int, dim: int, mlp_dim: int) -> float:
-    """FLOPs of one transformer layer over a sequence of ``tokens`` (multiply-add = 2)."""
-    projections = 2 * tokens * 4 * dim * dim
-    mlp = 2 * tokens * 2 * dim * mlp_dim
-    attention = 2 * 2 * tokens * tokens * dim
-    return projections + mlp + attention
-
-
 def model_flops(config: VideoEncoderConfig, frames: int | None = None) -> float:
-    """Forward FLOPs of the video encoder for one clip of ``frames`` frames at its resolution."""
-    t = frames or config.num_frames
-    n = config.grid_size**2
-    d, m, p = config.model_dim, config.mlp_dim, config.patch_size
-    patch = 2 * t * n * (p * p * 3) * d
-    spatial = t * config.num_spatial_layers * layer_flops(n, d, m)
-    temporal = n * config.num_temporal_layers * layer_flops(t, d, m)
-    return patch + spatial + temporal
+    """Forward FLOPs of the video encoder for one clip (:func:`encoder_flops`; checked against
+    torch's FlopCounterMode in tests/models/test_gpu_path.py)."""
+    return float(encoder_flops(config, frames))
 
 
 def gpu_peak(name: str) -> float | None:
@@ -70,16 +66,59 @@ def gpu_peak(name: str) -> float | None:
     return None
 
 
+def measured_peak(device: str, seconds: float = 2.0) -> float:
+    """Best bf16 FLOP/s of large square matmuls on ``device`` (an attainable peak, for GPUs
+    missing from the table)."""
+    return max(matmul_flops_per_s(8192, 8192, device, torch.bfloat16, seconds / 2, width=8192)
+               for _ in range(2))
+
+
+def official_jax_rate(config: VideoEncoderConfig, batch: int, seconds: float) -> float | None:
+    """Frames/s of the official JAX model at ``config`` (random Flax weights, jit, float32 on
+    CPU, bf16 on an accelerator), or None with a printed reason when jax, flax or the official
+    repository are not importable (see official_side_by_side.py)."""
+    import numpy as np
+    from official_side_by_side import official_missing, official_module
+
+    missing = official_missing()
+    if missing:
+        print("official JAX: skipped (" + "; ".join(m.split(":")[0] for m in missing)
+              + " missing; see benchmarks/official_side_by_side.py)")
+        return None
+    import jax
+
+    module = official_module(config)
+    video = np.random.default_rng(0).random(
+        (batch, config.num_frames, config.image_size, config.image_size, 3), dtype=np.float32)
+    params = module.init(jax.random.PRNGKey(0), video, train=False)["params"]
+    if jax.devices()[0].platform != "cpu":
+        params = jax.tree_util.tree_map(lambda p: p.astype(jax.numpy.bfloat16), params)
+        video = video.astype(jax.numpy.bfloat16)
+    apply = jax.jit(lambda p, x: module.apply({"params": p}, x, train=False)[0])
+    x = jax.device_put(video)
+    for _ in range(2):
+        apply(params, x).block_until_ready()
+    times: list[float] = []
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds or len(times) < 3:
+        tic = time.perf_counter()
+        apply(params, x).block_until_ready()
+        times.append(time.perf_counter() - tic)
+    times.sort()
+    return batch * config.num_frames / times[len(times) // 2]
+
+
 def sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
 
 
 def matmul_flops_per_s(dim: int, rows: int, device: str, dtype: torch.dtype,
-                       seconds: float) -> float:
-    """Same-process baseline: FLOP/s of a (rows, dim) x (dim, 4*dim) matmul."""
+                       seconds: float, width: int | None = None) -> float:
+    """Same-process baseline: FLOP/s of a (rows, dim) x (dim, width) matmul (width 4*dim)."""
+    width = width or 4 * dim
     a = torch.randn(rows, dim, device=device, dtype=dtype)
-    b = torch.randn(dim, 4 * dim, device=device, dtype=dtype)
+    b = torch.randn(dim, width, device=device, dtype=dtype)
     for _ in range(3):
         a @ b
     sync(device)
@@ -88,7 +127,7 @@ def matmul_flops_per_s(dim: int, rows: int, device: str, dtype: torch.dtype,
         a @ b
         count += 1
     sync(device)
-    return 2 * rows * dim * 4 * dim * count / (time.perf_counter() - start)
+    return 2 * rows * dim * width * count / (time.perf_counter() - start)
 
 
 def measure(model: torch.nn.Module, video: torch.Tensor, device: str, dtype: torch.dtype,
@@ -123,13 +162,19 @@ def main(argv: list[str] | None = None) -> None:
                         default=["prism-tiny-p16-f16-r128", "prism-small-p16-f16-r160"])
     parser.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     parser.add_argument("--modes", nargs="+", default=["eager"], choices=["eager", "compile"])
-    parser.add_argument("--attention", nargs="+", default=None, choices=["exact", "fast"],
-                        help="attention paths (default: each variant's own)")
+    parser.add_argument("--attention", nargs="+", default=None,
+                        choices=["auto", "exact", "fast", "flex"],
+                        help="attention paths (default: 'auto' on CUDA -- the exact semantics "
+                        "in fused kernels, layers.choose_attention -- else each variant's own)")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
     parser.add_argument("--batch", type=int, default=4, help="clips per forward call")
     parser.add_argument("--seconds", type=float, default=4.0, help="timed seconds per row")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--official", action="store_true",
+                        help="also time the official JAX model per variant and print ours / JAX "
+                        "(needs jax, flax and the official repository, see "
+                        "official_side_by_side.py)")
     args = parser.parse_args(argv)
 
     device = args.device
@@ -142,21 +187,35 @@ def main(argv: list[str] | None = None) -> None:
         torch.backends.cudnn.allow_tf32 = True
         name = torch.cuda.get_device_name()
         peak = gpu_peak(name)
-        print(f"device: {name}, peak bf16 {peak / 1e12 if peak else float('nan'):.0f} TFLOP/s")
+        source = "datasheet"
+        if peak is None:
+            peak, source = measured_peak(device), "measured 8192^3 bf16 matmul"
+        print(f"device: {name}, peak bf16 {peak / 1e12:.0f} TFLOP/s ({source})")
     else:
         name, peak = f"cpu ({torch.get_num_threads()} threads)", None
         print(f"device: {name}")
-    print(f"torch {torch.__version__}, batch {args.batch} clips")
+    print(f"{machine()}; batch {args.batch} clips, {torch.get_num_threads()} torch thread(s); "
+          "dtype bf16 = autocast; 'load' = 1-min load average after the row")
     header = (f"{'variant':<34} {'dtype':<5} {'mode':<8} {'attn':<6} {'frames/s':>9} "
               f"{'best f/s':>9} {'cpu f/s':>8} {'GFLOP/clip':>10} {'TFLOP/s':>8} "
-              f"{'vs matmul':>9} {'MFU':>6}")
+              f"{'vs matmul':>9} {'MFU':>6} {'vs JAX':>7} {'load':>5}")
     print(header)
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
     for variant in args.variants:
         config = get_config(variant)
         flops = model_flops(config)
-        for attention in args.attention or [config.attention]:
-            model = build_model(variant, attention=attention).to(device)
+        print(f"{variant}: {flops / config.num_frames / 1e9:.4g} GFLOP per frame (analytic)")
+        jax_fps = (official_jax_rate(config, args.batch, args.seconds) if args.official
+                   else None)
+        if jax_fps is not None:
+            print(f"{variant}: official JAX jit {jax_fps:.1f} frames/s")
+        default_attention = "auto" if device.startswith("cuda") else config.attention
+        for attention in args.attention or [default_attention]:
+            model = build_model(variant, attention=config.attention if attention == "auto"
+                                else attention).to(device)
+            if attention == "auto":
+                chosen = set_attention(model, "auto", device)
+                print(f"{variant}: attention auto -> {chosen}")
             video = torch.rand(args.batch, config.num_frames, config.image_size,
                                config.image_size, 3, device=device)
             for dtype_name in args.dtypes:
@@ -181,9 +240,11 @@ def main(argv: list[str] | None = None) -> None:
                     # CPU: frames per second of CPU time x threads (free cores, lower bound).
                     cpu_fps = (args.batch * config.num_frames * torch.get_num_threads()
                                / cpu_time if device == "cpu" else float("nan"))
+                    vs_jax = f"{fps / jax_fps:6.2f}x" if jax_fps else "      -"
                     print(f"{variant:<34} {dtype_name:<5} {mode:<8} {attention:<6} {fps:9.1f} "
                           f"{best_fps:9.1f} {cpu_fps:8.1f} {flops / 1e9:10.2f} "
-                          f"{achieved / 1e12:8.3f} {achieved / baseline:9.2f} {mfu}", flush=True)
+                          f"{achieved / 1e12:8.3f} {achieved / baseline:9.2f} {mfu} "
+                          f"{vs_jax} {load_average():5.1f}", flush=True)
             del model
 
 

@@ -2,17 +2,26 @@
 
 Run::
 
-    .venv/bin/python benchmarks/extract_throughput.py            # all three parts
-    .venv/bin/python benchmarks/extract_throughput.py --frames 256 --minutes 5
+    nice .venv/bin/python benchmarks/extract_throughput.py     # all parts: 1 min idle, 5 at load 12
+    nice .venv/bin/python benchmarks/extract_throughput.py --threads-sweep --skip 720p memory
+    nice .venv/bin/python benchmarks/extract_throughput.py --long   # part 3 on 30 min: ~30 min
+
+Defaults are the CLI's: ``prism-science extract`` with the default model, hop 8, the default
+thread count (``default_threads()``) and ``--precision auto``. Every figure is printed with the
+model, threads, precision, hop and the machine's load average that made it.
 
 Part 1 and 2 measure, in the same process and on the same frames: decode-only frames/s (frames
 decoded and resized to the model's input inside PyAV, as extraction does), encode-only frames/s
 (the encoder on the same number of clips, already decoded), and end-to-end frames/s (decode
 thread + encoder + Zarr writes, `prism_science.extraction.extract_ranges`). Part 1 uses the real
 open-field mouse video (640x480, ../shared), part 2 a 720p synthetic video written here.
-Part 3 writes a long low-complexity video (default 30 min at 15 fps, 320x240) and extracts it in
-a child process while sampling its RSS; it prints RSS over time and the peak.
+Part 3 writes a low-complexity video (default 1 min at 15 fps, 320x240; ``--long``: 30 min) and
+extracts it in a child process while sampling its RSS; it prints RSS over time and the peak.
+``--threads-sweep`` measures end-to-end frames/s at 1 .. N torch threads on the real video
+(interleaved rounds), the measurement behind the CLI's thread default.
 Targets (docs/extraction.md): end-to-end >= 0.8 x decode-only; peak RSS < 1.5 GB.
+The real video comes from the shared data folder (``--shared``, ``$PRISM_SHARED`` or
+``../shared``); without it part 1 is skipped with a message saying where it looked.
 """
 
 from __future__ import annotations
@@ -32,9 +41,11 @@ import av
 import numpy as np
 import psutil
 import torch
+from _common import add_shared_argument, find_shared, machine, settings
 
 from prism_science.extraction import VideoSource, extract_ranges, prepare_video
 from prism_science.extraction.features import (
+    default_threads,
     feature_key,
     feature_provenance,
     load_encoder,
@@ -45,8 +56,7 @@ from prism_science.models import find_weights
 from prism_science.store import open_store
 from prism_science.video import open_video
 
-SHARED = Path(os.environ.get("PRISM_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-REAL_VIDEO = SHARED / "data/real/dlc_openfield/m3v1mp4.mp4"
+REAL_VIDEO = "data/real/dlc_openfield/m3v1mp4.mp4"  # under the shared data folder
 
 
 def write_synthetic(path: Path, n_frames: int, width: int, height: int, fps: int,
@@ -126,20 +136,54 @@ def throughput(name: str, path: Path, model: torch.nn.Module, params: WindowPara
         dec = max(dec, decode_only(path, n, model.image_size))
         enc = max(enc, encode_only(model, n, params, batch_size))
         e2e = max(e2e, end_to_end(model, path, n, params, batch_size, workdir))
+    where = _where(model, params, batch_size)
     print(f"\n== {name}: {path.name} {info.width}x{info.height}, {n} of {info.n_frames} frames, "
-          f"best of {repeats}")
+          f"best of {repeats} {where}")
     print(f"decode-only  {dec:8.1f} frames/s  (resized to {model.image_size}px in PyAV)")
-    print(f"encode-only  {enc:8.1f} frames/s  ({model.name}, {params.mode}, hop {params.hop})")
+    print(f"encode-only  {enc:8.1f} frames/s  ({params.mode} windows)")
     print(f"end-to-end   {e2e:8.1f} frames/s  (decode thread + encoder + Zarr writes)")
     print(f"end-to-end / decode-only           = {e2e / dec:5.2f}  (target >= 0.80)")
     print(f"end-to-end / min(decode, encode)   = {e2e / min(dec, enc):5.2f}  (overlap; 1.0 ideal)")
 
 
+def _where(model: torch.nn.Module, params: WindowParams, batch_size: int,
+           threads: int | None = None) -> str:
+    return settings(model.name, threads=threads,
+                    precision=getattr(model, "inference_precision", "fp32"),
+                    hop=params.hop, matmul=getattr(model, "matmul_backend", "default"),
+                    batch=batch_size)
+
+
+def threads_sweep(path: Path, model_name: str, precision: str, params: WindowParams,
+                  frames: int, batch_size: int, workdir: Path, repeats: int) -> None:
+    """End-to-end frames/s at 1 .. usable-cores torch threads, interleaved rounds."""
+    counts = list(range(1, os.cpu_count() + 1)) if os.cpu_count() else [1]
+    models = {}
+    for threads in counts:  # each model measures its matmul backend at its thread count
+        torch.set_num_threads(threads)
+        models[threads] = load_encoder(model_name, precision=precision, batch_size=batch_size)
+    best = dict.fromkeys(counts, 0.0)
+    with open_video(path) as reader:
+        n = min(frames, reader.info.n_frames)
+    for _ in range(repeats):
+        for threads in counts:
+            torch.set_num_threads(threads)
+            best[threads] = max(best[threads], end_to_end(models[threads], path, n, params,
+                                                          batch_size, workdir))
+    print(f"\n== threads: end-to-end frames/s on {path.name}, {n} frames, best of {repeats}")
+    for threads in counts:
+        print(f"{threads} torch thread(s): {best[threads]:7.1f} frames/s  x"
+              f"{best[threads] / best[1]:.2f} vs 1 thread "
+              f"{_where(models[threads], params, batch_size, threads)}")
+    print(f"extract's default here now: {default_threads()} thread(s) (all usable cores when "
+          "the load average is below 1, else one left to decoding)")
+
+
 def memory_child(path: str, model_name: str, params_json: str, store_path: str,
-                 batch_size: int, threads: int) -> None:
+                 batch_size: int, threads: int, precision: str = "fp32") -> None:
     """Child process of part 3: extract one long video with the real pipeline."""
     torch.set_num_threads(threads)
-    model = load_encoder(model_name, device="cpu")
+    model = load_encoder(model_name, device="cpu", precision=precision, batch_size=batch_size)
     params = WindowParams(**json.loads(params_json))
     # A hop longer than this model's clip would leave frames without clips.
     params = dataclasses.replace(params, hop=min(params.hop, model.num_frames * params.stride))
@@ -152,11 +196,12 @@ def memory_child(path: str, model_name: str, params_json: str, store_path: str,
         extract_ranges(model, store, source.video_id, path, key, params, job.ranges,
                        batch_size=batch_size)
         store.mark_complete(source.video_id, key)
-        print(json.dumps({"frames": job.n_frames, "seconds": time.perf_counter() - t0}))
+        print(json.dumps({"frames": job.n_frames, "seconds": time.perf_counter() - t0,
+                          "where": _where(model, params, batch_size)}))
 
 
 def memory(minutes: float, model_name: str, params: WindowParams, batch_size: int,
-           threads: int, workdir: Path) -> None:
+           threads: int, workdir: Path, precision: str) -> None:
     fps, width, height = 15, 320, 240
     n = int(minutes * 60 * fps)
     path = workdir / f"long_{minutes:g}min.mp4"
@@ -167,7 +212,7 @@ def memory(minutes: float, model_name: str, params: WindowParams, batch_size: in
           f"(ready in {time.perf_counter() - t0:.0f} s), model {model_name}")
     cmd = [sys.executable, __file__, "--child", str(path), model_name,
            json.dumps(dataclasses.asdict(params)), str(workdir / "long.zarr"), str(batch_size),
-           str(threads)]
+           str(threads), precision]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     child = psutil.Process(proc.pid)
     samples: list[tuple[float, float]] = []
@@ -186,59 +231,78 @@ def memory(minutes: float, model_name: str, params: WindowParams, batch_size: in
     out, _ = proc.communicate()
     sampler.join()
     result = json.loads(out.strip().splitlines()[-1])
+    samples = [(t, r) for t, r in samples if r > 0] or [(0.0, 0.0)]  # 0: the child had exited
     peak = max(r for _, r in samples)
     step = max(1, len(samples) // 10)
     print("RSS over time (s: MiB): " + ", ".join(f"{t:.0f}: {r:.0f}" for t, r in samples[::step]))
     print(f"frames {result['frames']} in {result['seconds']:.0f} s "
-          f"({result['frames'] / result['seconds']:.0f} frames/s)")
+          f"({result['frames'] / result['seconds']:.0f} frames/s) {result['where']}")
     print(f"peak RSS {peak:.0f} MiB = {peak / 1024:.2f} GiB  (target < 1.5 GB); "
           f"RSS at 10% of the run {samples[len(samples) // 10][1]:.0f} MiB, at the end "
-          f"{samples[-1][1]:.0f} MiB")
+          f"{samples[-1][1]:.0f} MiB {result['where']}")
 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         memory_child(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6]),
-                     int(sys.argv[7]))
+                     int(sys.argv[7]), sys.argv[8])
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     default_model = "default" if find_weights("default") else "prism-tiny-p16-f16-r128"
     parser.add_argument("--model", default=default_model)
-    parser.add_argument("--frames", type=int, default=512, help="frames measured per video")
-    parser.add_argument("--hop", type=int, default=16)
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 1) - 1),
-                        help="torch threads (default: cores - 1, as extraction uses)")
+    parser.add_argument("--frames", type=int, default=256, help="frames measured per video")
+    parser.add_argument("--hop", type=int, default=8, help="frames between clips (extract's "
+                        "default 8; 16 encodes half as many clips)")
+    parser.add_argument("--batch-size", type=int, default=8, help="clips per forward pass "
+                        "(extract's default)")
+    parser.add_argument("--threads", type=int, default=default_threads(),
+                        help="torch threads (default: extract's, default_threads())")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
     parser.add_argument("--repeats", type=int, default=2, help="rounds; the best is kept")
-    parser.add_argument("--minutes", type=float, default=30.0, help="length of part 3's video")
+    parser.add_argument("--minutes", type=float, default=1.0, help="length of part 3's video")
+    parser.add_argument("--long", action="store_true",
+                        help="part 3 on a 30-minute video (tens of minutes with the default "
+                        "model on 2 cores)")
+    parser.add_argument("--threads-sweep", action="store_true",
+                        help="also measure end-to-end frames/s at 1 .. N threads")
     parser.add_argument("--memory-model", default=None,
                         help="model of part 3 (default --model)")
     parser.add_argument("--workdir", default=None,
                         help="keep generated videos and stores here (default: a temp folder)")
     parser.add_argument("--skip", nargs="*", default=[], choices=("real", "720p", "memory"))
+    add_shared_argument(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     params = WindowParams(hop=args.hop)
-    print(f"torch {torch.__version__}, {args.threads} threads, {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.1f}")
-    model = load_encoder(args.model, device="cpu")
+    minutes = 30.0 if args.long else args.minutes
+    print(machine())
+    shared = find_shared(args.shared) if "real" not in args.skip or args.threads_sweep else None
+    real_video = shared / REAL_VIDEO if shared is not None else None
+    model = load_encoder(args.model, device="cpu", precision=args.precision,
+                         batch_size=args.batch_size)
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(args.workdir or tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        if "real" not in args.skip:
-            if REAL_VIDEO.is_file():
-                throughput("real", REAL_VIDEO, model, params, args.frames, args.batch_size,
-                           workdir, args.repeats)
+        if "real" not in args.skip or args.threads_sweep:
+            if real_video is not None and real_video.is_file():
+                if "real" not in args.skip:
+                    throughput("real", real_video, model, params, args.frames,
+                               args.batch_size, workdir, args.repeats)
+                if args.threads_sweep:
+                    threads_sweep(real_video, args.model, args.precision, params, args.frames,
+                                  args.batch_size, workdir, args.repeats)
+                    torch.set_num_threads(args.threads)
             else:
-                print(f"\n== real: {REAL_VIDEO} not found, skipped")
+                print(f"\n== real: {real_video or REAL_VIDEO} not found, skipped (give the "
+                      "shared data folder with --shared)")
         if "720p" not in args.skip:
             synthetic = write_synthetic(workdir / "synthetic_720p.mp4", args.frames, 1280, 720,
                                         30)
             throughput("720p synthetic", synthetic, model, params, args.frames,
                        args.batch_size, workdir, args.repeats)
         if "memory" not in args.skip:
-            memory(args.minutes, args.memory_model or args.model, params, args.batch_size,
-                   args.threads, workdir)
+            memory(minutes, args.memory_model or args.model, params, args.batch_size,
+                   args.threads, workdir, args.precision)
 
 
 if __name__ == "__main__":

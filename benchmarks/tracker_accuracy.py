@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import add_shared_argument, find_shared, machine, settings
 
 from prism_science.tracks import Tracks, compare_tracks, read_tracks, track_video
 
@@ -76,12 +77,17 @@ def run_one(name: str, video: Path, n_animals: int, reference: Tracks | None,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shared", type=Path, default=REPO.parent / "shared")
+    add_shared_argument(parser)
     parser.add_argument("--frames", type=int, default=None,
                         help="track only this many frames of each video (default: all)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    real = args.shared / "data" / "real"
+    shared = find_shared(args.shared)
+    if shared is None:
+        raise SystemExit("this benchmark needs the real videos of the shared data folder: pass "
+                         "--shared FOLDER or set $PRISM_SHARED")
+    real = shared / "data" / "real"
+    print(f"{machine()}; {settings()}")
     flies = real / "sleap_flies"
     mice = real / "mabe_mice"
     jobs = []

@@ -8,11 +8,15 @@ probe on the clip's labels, predicts, rejects one predicted bout in review, and 
 - ``plugin_1080p.png``: the whole window at 1920x1080;
 - ``timeline.png``: the timeline alone, zoomed on a stretch of the clip;
 - ``review.png``: the window with the Review section on the next bout to review;
-- ``train.png``: the workbench's Train section with its validation figures.
+- ``train.png``: the workbench's Train section with its validation figures;
+- ``subjects.png``: per animal (1920x1200): the clip's tracks drawn over it (the labeling
+  target highlighted), per-subject features and a per-subject linear probe, and the timeline
+  with one group of rows per animal, each with its labels and its own predictions.
 
 It prints the canvas size at each window size. Run under a display (Xvfb is fine)::
 
     xvfb-run -a -s "-screen 0 1920x1200x24" python docs/make_screenshots.py [--model NAME]
+    xvfb-run -a -s "-screen 0 1920x1200x24" python docs/make_screenshots.py --only subjects
 
 Without trained weights installed, the model is randomly initialised: the pictures show the
 plugin, not a result.
@@ -51,6 +55,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="Generate docs/images/*.png of the plugin.")
     parser.add_argument("--model", help="encoder for the features (default: the bundled one)")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--only", choices=("all", "subjects"), default="all",
+                        help="subjects: only subjects.png (the per-animal plugin)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     os.environ["HOME"] = tempfile.mkdtemp(prefix="prism-shots-")  # samples go to a scratch cache
@@ -69,6 +75,8 @@ def main() -> int:
 
     torch.set_num_threads(2)
     model = _pick_model(args.model)
+    if args.only == "subjects":
+        return _subjects_shot(args.out, model)
     viewer = napari.Viewer(title="prism-science")
     window = viewer.window._qt_window
     window.resize(1280, 800)
@@ -135,6 +143,76 @@ def main() -> int:
     viewer.close()
     for name in ("plugin_overview", "plugin_1080p", "timeline", "train", "review"):
         print(args.out / f"{name}.png")
+    return _subjects_shot(args.out, model)
+
+
+def _subjects_shot(out: Path, model: str) -> int:
+    """``subjects.png``: the synthetic clip's two animals, their tracks over the video, their
+    per-subject features, probe and predictions, one timeline group per animal."""
+    import napari
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QApplication, QDockWidget
+
+    from napari_prism._context import STORE_KEY, VIDEO_ID_KEY, go_to_frame
+    from napari_prism._extract_widget import extract_task
+    from napari_prism._link import link
+    from napari_prism._tracks import tracks_view
+    from napari_prism._workbench import video_first_layout
+    from prism_science.pipeline import train_probe
+    from prism_science.pipeline.subjects import (
+        predict_subjects_to_store,
+        subject_prediction_name,
+    )
+    from prism_science.store import open_store
+
+    os.environ["HOME"] = tempfile.mkdtemp(prefix="prism-shots-")  # a sample without predictions
+    viewer = napari.Viewer(title="prism-science")
+    window = viewer.window._qt_window
+    window.resize(1920, 1200)
+    _, workbench = viewer.window.add_plugin_dock_widget("prism-science", "Workbench")
+    video_first_layout(viewer)
+    viewer.open_sample("prism-science", "synthetic")  # its exact tracks are drawn at once
+    lk = link(viewer)
+    session, layer, view = lk.session, lk.layer, tracks_view(viewer)
+    assert view.tracks is not None, "the synthetic sample's tracks were not loaded"
+    store = Path(os.environ["HOME"]) / "subjects.zarr"
+    print(f"extracting per-subject features with {model} ...")
+    result = _drain(extract_task([Path(session.video_path)], store, model, "cpu", 4,
+                                 subjects={"tracks": view.path, "crop_size": None,
+                                           "align_heading": False},
+                                 cancel_event=threading.Event()))
+    video_id = next(iter(result["videos"].values()))
+    layer.metadata[STORE_KEY], layer.metadata[VIDEO_ID_KEY] = str(store), video_id
+    session.set_features(store, video_id)
+    base = result["key"].split(", ")[0].split("@")[0]
+    print("training a linear probe per subject ...")
+    tables = {video_id: session.to_table(("manual", "curated"), fully_labeled=True,
+                                         video_id=video_id)}
+    with open_store(store, mode="a") as opened:
+        trained = train_probe(opened, tables, "linear", feature_key=base,
+                              params={"max_epochs": 60}, per_subject=True)
+        found = predict_subjects_to_store(trained.probe, opened, "linear", [video_id], base)
+    for unit, prediction in found.items():
+        subject = unit.removeprefix(f"{video_id}@")
+        session.set_predictions(subject_prediction_name("linear", subject), prediction.behaviors,
+                                prediction.scores, prediction.thresholds, prediction.postprocess)
+    lk.timeline.prediction = "linear"
+    workbench.open_section("Ethogram")
+    lk.set_subject(view.tracks.subjects[1])  # as Tab does: the second animal is labeled
+    go_to_frame(viewer, session.n_frames // 3)
+    dock = lk.timeline
+    while dock is not None and not isinstance(dock, QDockWidget):
+        dock = dock.parentWidget()
+    window.resizeDocks([dock], [620], Qt.Vertical)  # every row of both animals
+    for _ in range(20):
+        QApplication.processEvents()
+    path = out / "subjects.png"
+    viewer.screenshot(str(path), canvas_only=False)
+    canvas = viewer.window._qt_viewer.canvas.native
+    print(f"window {window.width()}x{window.height()}: canvas {canvas.width()}x"
+          f"{canvas.height()}, timeline {lk.timeline.height()} px high")
+    viewer.close()
+    print(path)
     return 0
 
 

@@ -80,5 +80,10 @@ class TrackerError(TracksError):
     """The built-in tracker cannot follow the requested number of animals in a video."""
 
 
+class BenchError(PrismError):
+    """A benchmark cannot run: a dataset root not in its released layout, a split or probe
+    config that does not fit, a device that is not there, or a run folder of another run."""
+
+
 class Cancelled(Exception):  # noqa: N818 - not an error: the caller asked the work to stop
     """Long work stopped because its caller asked it to (a cancel button or event)."""

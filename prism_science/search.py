@@ -44,6 +44,7 @@ from prism_science.models.weights import (
     TOKENIZER_FILE,
     find_weights,
     list_models,
+    precision_context,
     read_config,
 )
 from prism_science.store import is_store, open_store, video_id_from_path
@@ -161,7 +162,8 @@ def check_text_model(model: str | os.PathLike[str] | nn.Module) -> None:
 
 
 def load_text_model(
-    model: str | os.PathLike[str] | nn.Module = DEFAULT_NAME, device: str = "cpu"
+    model: str | os.PathLike[str] | nn.Module = DEFAULT_NAME, device: str = "cpu",
+    precision: str = "fp32",
 ) -> nn.Module:
     """A video-text model with a tokenizer, in eval mode on ``device``.
 
@@ -172,6 +174,9 @@ def load_text_model(
         already loaded (returned as it is).
     device : str
         ``"cpu"``, ``"cuda"``, ``"auto"``, ...
+    precision : {"fp32", "bf16", "auto"}
+        Inference precision of a model loaded here (see
+        :func:`prism_science.models.weights.resolve_precision`).
 
     Raises
     ------
@@ -181,7 +186,7 @@ def load_text_model(
     check_text_model(model)
     if isinstance(model, nn.Module):
         return model.eval()
-    loaded = load_encoder(str(model), device=device)
+    loaded = load_encoder(str(model), device=device, precision=precision)
     check_text_model(loaded)
     return loaded
 
@@ -304,7 +309,8 @@ def iter_clip_embeddings(
         batches = _clip_batches(reader, starts, num_frames, size, batch_size)
         for w0, w1, frames, paddings in batches:
             video = torch.from_numpy(frames).to(device).float().div_(255.0)
-            with torch.inference_mode():
+            with torch.inference_mode(), precision_context(
+                    getattr(model, "inference_precision", "fp32"), device):
                 emb = model.encode_video(video, torch.from_numpy(paddings).to(device))
             out[w0:w1] = emb.float().cpu().numpy()
             yield w1, starts.size, f"clip {w1} of {starts.size}"
@@ -638,6 +644,7 @@ def iter_search(
     batch_size: int = 4,
     cache: bool = True,
     clip_cache: dict[Any, ClipEmbeddings] | None = None,
+    precision: str = "fp32",
 ) -> Generator[Progress, None, list[SearchResult]]:
     """Search a video, or a video of a store, for text queries; a generator for GUI workers.
 
@@ -664,6 +671,8 @@ def iter_search(
     clip_cache : dict, optional
         A dict the caller keeps between searches: clip embeddings are looked up and kept
         there (by source, model weights and hop), so a new query on the same video is instant.
+    precision : {"fp32", "bf16", "auto"}
+        Inference precision (``auto``: bf16 where the device has it natively).
 
     Yields
     ------
@@ -693,7 +702,7 @@ def iter_search(
     if src.n_frames < 1:
         raise SearchError(f"{src.label}: has no frames to search")
     yield 0, 1, f"loading {getattr(model, 'name', model)}"
-    loaded = load_text_model(model, device)
+    loaded = load_text_model(model, device, precision)
     hop = int(hop) if hop else max(1, int(loaded.num_frames) // 2)
     text = _encode_queries(loaded, texts)
     memory_key = (src.label, str(loaded.name), getattr(loaded, "weights_sha256", None), hop,
@@ -746,7 +755,7 @@ def search(
         Checked between steps; when set (or returning True) the search stops.
     **options
         ``model``, ``video_id``, ``hop``, ``top``, ``device``, ``batch_size``, ``cache``,
-        ``clip_cache`` of :func:`iter_search`.
+        ``clip_cache``, ``precision`` of :func:`iter_search`.
 
     Returns
     -------

@@ -1,6 +1,6 @@
 """The layout is the data flow: no import cycles between library modules, lazy imports included,
 and the folders keep to the order video -> store -> extraction -> labels -> probes ->
-evaluation -> search/pipeline -> session -> cli."""
+evaluation -> search/pipeline -> bench -> session -> cli."""
 
 from __future__ import annotations
 
@@ -115,6 +115,7 @@ STAGES = [
     {"probes"},
     {"evaluation"},
     {"search", "pipeline"},
+    {"bench"},
     {"session"},
     {"demo"},
     {"cli", "__main__"},

@@ -17,12 +17,20 @@ from prism_science.errors import CheckpointError, ConfigError, DataError
 from prism_science.models.layers import l2_normalize
 from prism_science.models.text import Tokenizer, canonicalize_text
 from prism_training.config import TrainConfig
+from prism_training.crops import (
+    ConcatSource,
+    CropClipSource,
+    CropEntry,
+    build_crop_source,
+    read_crop_manifest,
+)
 from prism_training.data import ClipSource, ManifestEntry, build_cache, read_manifest
 from prism_training.engine import DistInfo, setup_distributed
 from prism_training.losses import LogitScale, symmetric_infonce
 
 __all__ = [
     "ContrastiveObjective",
+    "crop_entries",
     "gather_with_grad",
     "make_clip_source",
     "pooled_embedding",
@@ -53,28 +61,59 @@ def resolve_weights(path: str | Path, what: str) -> Path:
     )
 
 
-def start_captioned_run(cfg: TrainConfig) -> tuple[DistInfo, Path, list[ManifestEntry]]:
-    """Open a run trained on captioned clips (stage 1, LiT): check ``out_dir`` and ``manifest``,
-    join the process group (when under torchrun), create the run folder, read the manifest."""
+def start_captioned_run(
+    cfg: TrainConfig,
+) -> tuple[DistInfo, Path, list[ManifestEntry], list[CropEntry]]:
+    """Open a run trained on captioned clips (stage 1, LiT): check ``out_dir`` and the
+    manifests, join the process group (when under torchrun), create the run folder, read the
+    whole-frame ``manifest`` and the ``crop_manifest`` rows (captions required in both)."""
     if not cfg.out_dir:
         raise ConfigError("out_dir is empty; set --out RUN_DIR")
-    if not cfg.manifest:
-        raise ConfigError("manifest is empty; set manifest=PATH (CSV or JSONL of path,caption)")
+    if not cfg.manifest and not cfg.crop_manifest:
+        raise ConfigError("manifest and crop_manifest are empty; set manifest=PATH (CSV or "
+                          "JSONL of path,caption) and/or crop_manifest=PATH (path,tracks,"
+                          "caption per animal)")
     info = setup_distributed()
     run_dir = Path(cfg.out_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    return info, run_dir, read_manifest(cfg.manifest)
+    entries = read_manifest(cfg.manifest) if cfg.manifest else []
+    return info, run_dir, entries, crop_entries(cfg, require_caption=True)
+
+
+def crop_entries(cfg: TrainConfig, require_caption: bool = False) -> list[CropEntry]:
+    """The rows of every crop manifest of ``cfg.crop_manifest`` (comma-separated), in order."""
+    entries: list[CropEntry] = []
+    for manifest in filter(None, (m.strip() for m in cfg.crop_manifest.split(","))):
+        entries += read_crop_manifest(manifest, require_caption)
+    return entries
 
 
 def make_clip_source(
-    cfg: TrainConfig, entries: list[ManifestEntry], num_frames: int, size: int
-) -> ClipSource:
-    """Decode ``entries`` into the cache (``cfg.cache_dir`` or ``out_dir/cache``) and wrap them."""
+    cfg: TrainConfig, entries: list[ManifestEntry], num_frames: int, size: int,
+    crops: list[CropEntry] | None = None,
+) -> ClipSource | CropClipSource | ConcatSource:
+    """The clips of a run: ``entries`` decoded into the cache (``cfg.cache_dir`` or
+    ``out_dir/cache``) as whole frames, then the animal-centred ``crops`` (decoded clip by
+    clip, :mod:`prism_training.crops`), as one source."""
     cache = cfg.cache_dir or str(Path(cfg.out_dir or ".") / "cache")
-    clips = build_cache(entries, cache, size, cfg.max_bad_fraction)
-    logger.info("%d clips cached at %d px in %s", len(clips), size, cache)
-    return ClipSource(clips, num_frames, size, cfg.frame_stride, cfg.temporal_jitter,
-                      cfg.crop_scale_min, cfg.crop_ratio_max, cfg.allow_flip)
+    sources: list[Any] = []
+    if entries:
+        clips = build_cache(entries, cache, size, cfg.max_bad_fraction)
+        logger.info("%d clips cached at %d px in %s", len(clips), size, cache)
+        sources.append(ClipSource(clips, num_frames, size, cfg.frame_stride,
+                                  cfg.temporal_jitter, cfg.crop_scale_min, cfg.crop_ratio_max,
+                                  cfg.allow_flip))
+    if crops:
+        sources.append(build_crop_source(
+            crops, cache, num_frames, size, crop_size=cfg.crop_size or None,
+            segment_frames=cfg.crop_segment_frames, max_bad_fraction=cfg.max_bad_fraction,
+            frame_stride=cfg.frame_stride, temporal_jitter=cfg.temporal_jitter,
+            scale_jitter=cfg.crop_scale_jitter, shift=cfg.crop_shift,
+            rotation=cfg.crop_rotation, align_heading=cfg.align_heading,
+            allow_flip=cfg.allow_flip, open_videos=cfg.open_videos))
+    if not sources:
+        raise DataError("no data to train on: the manifests name no clip")
+    return sources[0] if len(sources) == 1 else ConcatSource(sources)
 
 
 def train_tokenizer(captions: list[str], out_path: str | Path, vocab_size: int) -> Path:

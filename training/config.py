@@ -94,6 +94,16 @@ class TrainConfig:
     num_workers: int = 0
     # >1: batches hold groups of this many windows of one video (see data.StepBatches)
     windows_per_clip: int = 1
+    # --- animal-centred crops (prism_training.crops): crop manifests, separated by commas,
+    # of videos + tracks (or tracks "auto" + n_animals); decoded clip by clip, never cached.
+    crop_manifest: str = _path()
+    crop_size: int = 0  # crop side in source pixels; 0: 2.5 body lengths from the tracks
+    crop_scale_jitter: float = 1.25  # side x a factor in [1/j, j] (1: off)
+    crop_shift: float = 0.1  # centre moves by up to this fraction of the side (0: off)
+    crop_rotation: float = 180.0  # largest random rotation in degrees (0: off)
+    align_heading: bool = False  # heading up (then crop_rotation is the jitter around it)
+    crop_segment_frames: int = 300  # a long video's rows split into items of this many frames
+    open_videos: int = 4  # video readers kept open by a crop source
     # --- optimisation
     batch_size: int = 8
     accum_steps: int = 1
@@ -141,6 +151,16 @@ class Stage1Config(TrainConfig):
     near ln 4 = 1.39 (each window is matched to its video, hardly to its moment: in-batch
     accuracy about 0.3); held-out probes gain a little on both sides, appearance 0.600 and
     motion 0.229 mAP (0.586 and 0.216 before; fold sd about 0.03).
+
+    ``stage1_crops`` and ``stage1_crops_video`` are the same two runs on animal-centred crops
+    of synthetic clips, one caption per animal (``crop_manifest``, docs/training.md)::
+
+        prism-science synth --n-videos 217 --out runs/synth_crops --seed 3 --size 320 \\
+            --per-animal-crops
+        prism-science pretrain stage1 --config stage1_crops         # runs/crops/stage1
+        prism-science pretrain stage1 --config stage1_crops_video   # runs/crops/stage1_video
+
+    Expected: not measured yet (issue 17 item 3).
     """
 
     name: str = "stage1"
@@ -185,6 +205,14 @@ class Stage2Config(TrainConfig):
     Expected (measured, 30 min on one core beside two other runs): token loss 0.98 -> 0.43,
     motion loss 1.00 -> 0.96, global 0.20 -> 0.11; held-out motion probes 0.288 mAP (teacher
     0.229), appearance kept (0.595).
+
+    ``stage2_crops`` is ``stage2_motion_tiny`` on animal-centred crops of the synthetic clips
+    and of the real videos listed in ``runs/crops/real.jsonl`` (docs/training.md), from the
+    ``stage1_crops_video`` teacher::
+
+        prism-science pretrain stage2 --config stage2_crops   # runs/crops/stage2
+
+    Expected: not measured yet (issue 17 item 3).
     """
 
     name: str = "stage2"
@@ -373,8 +401,12 @@ def save_config(cfg: TrainConfig, path: str | Path) -> None:
 
 
 # ---------------------------------------------------------------------------- paths
+_LIST_FIELDS = ("video_dir", "crop_manifest")  # several paths, separated by commas
+
+
 def path_fields(cfg: TrainConfig) -> list[str]:
-    """Names of the fields of ``cfg`` that hold paths (``video_dir``: several, comma-separated)."""
+    """Names of the fields of ``cfg`` that hold paths (``video_dir`` and ``crop_manifest``:
+    several, comma-separated)."""
     return [f.name for f in dataclasses.fields(cfg) if f.metadata.get("path")]
 
 
@@ -391,7 +423,8 @@ def resolve_paths(cfg: TrainConfig, base: str | os.PathLike[str]) -> TrainConfig
     ----------
     cfg : TrainConfig
         The config (not modified). Empty paths stay empty; ``sample_data="auto"`` is left for
-        :func:`find_sample_data`; ``video_dir`` is split at commas and each folder resolved.
+        :func:`find_sample_data`; ``video_dir`` and ``crop_manifest`` are split at commas and
+        each path resolved.
     base : str or PathLike
         Folder the relative paths are relative to (itself relative to the current directory).
 
@@ -406,7 +439,7 @@ def resolve_paths(cfg: TrainConfig, base: str | os.PathLike[str]) -> TrainConfig
         value = getattr(cfg, name).strip()
         if not value or (name == "sample_data" and value == SAMPLE_DATA_AUTO):
             continue
-        parts = value.split(",") if name == "video_dir" else [value]
+        parts = value.split(",") if name in _LIST_FIELDS else [value]
         changes[name] = ",".join(_absolute(part.strip(), base) for part in parts if part.strip())
     return dataclasses.replace(cfg, **changes)
 
@@ -639,4 +672,88 @@ def _lit_test() -> TrainConfig:
         synth_dir=_TEST_SYNTH, window_frames=8, cache_dir=_TEST_CACHE, encoder="test/stage2",
         batch_size=4, total_steps=4, warmup_steps=1,
         vocab_size=64, max_text_len=16, ckpt_every=2, log_every=1, progress=False, threads=1,
+    )
+
+
+# Animal-centred crops (docs/training.md, "Animal-centred crops"): the same recipe, every clip
+# a crop that follows one animal. Synthetic clips with exact tracks and one caption per animal
+# (`prism-science synth ... --per-animal-crops`) in synth_crops/, real videos with their
+# tracks (or the built-in tracker) in crops/real.jsonl.
+_SYNTH_CROPS = "synth_crops/crops.jsonl"
+_REAL_CROPS = "crops/real.jsonl"
+
+
+@register_config("stage1_crops")
+def _stage1_crops() -> TrainConfig:
+    # stage1_tiny on per-animal crops of the synthetic world: one frame per window (appearance
+    # first, as stage1_tiny), each caption about the animal in the crop. Real videos have no
+    # captions, so stage 1 sees the synthetic crops only.
+    return Stage1Config(
+        model="prism-lvt-tiny-p16-f16-r128",
+        out_dir="crops/stage1",
+        crop_manifest=_SYNTH_CROPS,
+        cache_dir=_CACHE,
+        num_frames=1,
+        batch_size=64,
+        total_steps=1200,
+        warmup_steps=60,
+        lr=5e-4,
+        ckpt_every=50,
+        log_every=10,
+    )
+
+
+@register_config("stage1_crops_video")
+def _stage1_crops_video() -> TrainConfig:
+    # stage1_video_tiny on crops: 4-frame clips over 1 s, 4 windows of each of 8 videos per
+    # batch, so that captions within a video differ by what the animals do and which animal.
+    return dataclasses.replace(
+        _stage1_crops(),
+        out_dir="crops/stage1_video",
+        init_from="crops/stage1/final",
+        num_frames=4,
+        frame_stride=4,
+        windows_per_clip=4,
+        batch_size=32,
+        total_steps=600,
+        warmup_steps=30,
+        ckpt_every=40,
+        log_every=5,
+    )
+
+
+@register_config("stage2_crops")
+def _stage2_crops() -> TrainConfig:
+    # stage2_motion_tiny (the default's stage 2) on crops of the synthetic clips and of the
+    # real videos of crops/real.jsonl, from the stage1_crops_video teacher.
+    return dataclasses.replace(
+        _stage2_motion_tiny(),
+        out_dir="crops/stage2",
+        teacher="crops/stage1_video",
+        video_dir="",
+        sample_data="",
+        crop_manifest=f"{_SYNTH_CROPS},{_REAL_CROPS}",
+    )
+
+
+@register_config("stage1_crops_test")
+def _stage1_crops_test() -> TrainConfig:
+    # In seconds, for tests: `prism-science synth --n-videos 2 --out runs/test/synth_crops
+    # --size 96 --seconds 2 --fps 8 --n-animals 2 --per-animal-crops --crop-window 8`.
+    return Stage1Config(
+        model="prism-lvt-test-p8-f4-r32", out_dir="test/crops_stage1",
+        crop_manifest="test/synth_crops/crops.jsonl", cache_dir=_TEST_CACHE,
+        frame_stride=2, batch_size=4, total_steps=4, warmup_steps=1,
+        vocab_size=64, max_text_len=16, ckpt_every=2, log_every=1, progress=False, threads=1,
+    )
+
+
+@register_config("stage2_crops_test")
+def _stage2_crops_test() -> TrainConfig:
+    return Stage2Config(
+        model="prism-lvt-test-p8-f4-r32", out_dir="test/crops_stage2",
+        crop_manifest="test/synth_crops/crops.jsonl,test/crops_real.jsonl",
+        cache_dir=_TEST_CACHE, teacher="test/crops_stage1", frame_stride=2,
+        batch_size=4, total_steps=4, warmup_steps=1, motion_weight=1.0, token_shuffle=False,
+        decoder_layers=1, decoder_heads=2, ckpt_every=2, log_every=1, progress=False, threads=1,
     )

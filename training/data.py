@@ -2,9 +2,11 @@
 
 Decoding is the expensive part on a CPU, so every video is decoded once, through
 :mod:`prism_science.video`, at the training resolution into a uint8 ``.npy`` file of a cache folder
-(``(n_frames, S, S, 3)``, read back memory-mapped). Batches are then cheap to assemble: a
-temporally jittered window, a random resized crop (one box for every frame of a clip) and, only
-where the config allows it, a horizontal flip (flips change the meaning of left/right behaviours).
+(``(n_frames, S, S, 3)``, read back memory-mapped). (Animal-centred crops of videos too many to
+cache are decoded clip by clip instead: :mod:`prism_training.crops`.) Batches are then cheap to
+assemble: a temporally jittered window, a random resized crop (one box for every frame of a
+clip) and, only where the config allows it, a horizontal flip (flips change the meaning of
+left/right behaviours).
 
 Determinism: the sample at position ``j`` of the global batch of step ``s`` is chosen and
 augmented with a generator seeded by ``(seed, s, j)``, and the data order by ``(seed, epoch)``.
@@ -40,8 +42,10 @@ __all__ = [
     "augment_clip",
     "build_cache",
     "list_videos",
+    "manifest_rows",
     "read_manifest",
     "sample_rng",
+    "window_indices",
     "write_synth_window_manifest",
 ]
 
@@ -74,31 +78,15 @@ def _opt_int(value: Any) -> int | None:
     return None if value in (None, "") else int(float(value))
 
 
-def read_manifest(
-    path: str | os.PathLike[str], require_caption: bool = True
-) -> list[ManifestEntry]:
-    """Read a CSV or JSONL manifest of ``path, caption[, start, end]`` rows.
-
-    Parameters
-    ----------
-    path : str or PathLike
-        ``.jsonl`` (one JSON object per line) or ``.csv`` (a header row). Columns: ``path``
-        (relative paths are resolved against the manifest's folder), ``caption``, optional
-        ``start``/``end`` (seconds) or ``start_frame``/``end_frame`` (inclusive frame indices).
-    require_caption : bool
-        Refuse rows whose caption is missing or blank (video-text training needs them).
-
-    Returns
-    -------
-    list of ManifestEntry
+def manifest_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """The rows of a CSV (header) or JSONL manifest as ``(line number, fields)``.
 
     Raises
     ------
     DataError
-        The file is missing, has no rows, a row lacks ``path``, a caption is empty, or a
-        line is not valid JSON / the CSV has no header; the message names the file and line.
+        The file is missing or empty, a line is not a JSON object, or the CSV header has no
+        ``path`` column; the message names the file and line.
     """
-    path = Path(path)
     if not path.is_file():
         raise DataError(f"manifest {path} does not exist; write one with `prism-science synth` "
                         "or give the path of a CSV/JSONL file with path,caption columns")
@@ -125,6 +113,35 @@ def read_manifest(
             rows.append((lineno, obj))
     if not rows:
         raise DataError(f"manifest {path} has no rows; add one row per clip (path, caption)")
+    return rows
+
+
+def read_manifest(
+    path: str | os.PathLike[str], require_caption: bool = True
+) -> list[ManifestEntry]:
+    """Read a CSV or JSONL manifest of ``path, caption[, start, end]`` rows.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        ``.jsonl`` (one JSON object per line) or ``.csv`` (a header row). Columns: ``path``
+        (relative paths are resolved against the manifest's folder), ``caption``, optional
+        ``start``/``end`` (seconds) or ``start_frame``/``end_frame`` (inclusive frame indices).
+    require_caption : bool
+        Refuse rows whose caption is missing or blank (video-text training needs them).
+
+    Returns
+    -------
+    list of ManifestEntry
+
+    Raises
+    ------
+    DataError
+        The file is missing, has no rows, a row lacks ``path``, a caption is empty, or a
+        line is not valid JSON / the CSV has no header; the message names the file and line.
+    """
+    path = Path(path)
+    rows = manifest_rows(path)
     entries = []
     for lineno, row in rows:
         video = row.get("path")
@@ -350,6 +367,26 @@ def augment_clip(
     return clip.permute(0, 2, 3, 1).contiguous()
 
 
+def window_indices(start: int, stop: int, num_frames: int, frame_stride: int,
+                   temporal_jitter: bool, rng: np.random.Generator) -> np.ndarray:
+    """Frame indices (num_frames,) int64 of a window inside frames ``[start, stop)``.
+
+    The window spans ``(num_frames - 1) * frame_stride + 1`` frames and starts at random
+    (``temporal_jitter``, one draw from ``rng``) or in the middle; a range shorter than the
+    window repeats its last frame.
+    """
+    span = (num_frames - 1) * frame_stride + 1
+    room = stop - start - span
+    if room <= 0:
+        first = start
+    elif temporal_jitter:
+        first = start + int(rng.integers(0, room + 1))
+    else:
+        first = start + room // 2
+    idx = first + np.arange(num_frames) * frame_stride
+    return np.minimum(idx, stop - 1)
+
+
 class ClipSource:
     """Draws augmented fixed-length clips from cached videos.
 
@@ -399,16 +436,8 @@ class ClipSource:
         clip = self.clips[index]
         if clip.n_frames == 1:
             return np.zeros(1, dtype=np.int64)
-        span = (self.num_frames - 1) * self.frame_stride + 1
-        room = clip.stop - clip.start - span
-        if room <= 0:
-            first = clip.start
-        elif self.temporal_jitter:
-            first = clip.start + int(rng.integers(0, room + 1))
-        else:
-            first = clip.start + room // 2
-        idx = first + np.arange(self.num_frames) * self.frame_stride
-        return np.minimum(idx, clip.stop - 1)
+        return window_indices(clip.start, clip.stop, self.num_frames, self.frame_stride,
+                              self.temporal_jitter, rng)
 
     def get(self, index: int, rng: np.random.Generator) -> torch.Tensor:
         """An augmented clip: (num_frames, size, size, 3) float32 in [0, 1] (1 frame for images)."""

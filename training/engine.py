@@ -19,6 +19,7 @@ log; and :func:`train`, the loop that ties them together.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -58,7 +59,7 @@ TRAIN_CONFIG_FILE = "train_config.json"
 # (synth_dir and window_frames only say where the manifest came from.)
 _RESUME_FREE_FIELDS = {"progress", "stop_after_steps", "export_on_stop", "num_workers",
                        "threads", "log_every", "ckpt_every", "out_dir", "synth_dir",
-                       "window_frames"}
+                       "window_frames", "open_videos"}
 
 
 @dataclass(frozen=True)
@@ -171,13 +172,22 @@ def _save_checkpoint(path: Path, objective: nn.Module, optimizer: torch.optim.Op
         "rng": _rng_state(),
         "extra": json.dumps(extra),
     }
+    # Written whole and flushed to disk under another name, then renamed over the previous
+    # checkpoint: a crash at any moment leaves the previous checkpoint or the new one.
     tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
+    with open(tmp, "wb") as handle:
+        torch.save(state, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
     os.replace(tmp, path)
 
 
 def _check_resumable(saved: dict[str, Any], cfg: TrainConfig, path: Path) -> None:
     now = train_config_to_dict(cfg)
+    # A field added after the checkpoint was written counts as its default, so a run cut off
+    # before an upgrade resumes unless the new field is set to something else.
+    defaults = {f.name: f.default for f in dataclasses.fields(cfg)}
+    saved = {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
     diffs = sorted(k for k in set(now) | set(saved)
                    if k not in _RESUME_FREE_FIELDS and now.get(k) != saved.get(k))
     if diffs:

@@ -94,11 +94,11 @@ def main(cfg: LiTConfig, resume: bool = False,
     ``final/`` holds the LvT weights folder (encoder bit-identical to ``cfg.encoder``'s).
     """
     cfg = resolve_config(cfg, workdir)
-    info, run_dir, entries = start_captioned_run(cfg)
-    model = build_lit_model(cfg, [e.caption for e in entries], run_dir)
+    info, run_dir, entries, crops = start_captioned_run(cfg)
+    model = build_lit_model(cfg, [e.caption for e in [*entries, *crops]], run_dir)
     num_frames = cfg.num_frames or model.num_frames
     size = cfg.image_size or model.image_size
-    source = make_clip_source(cfg, entries, num_frames, size)
+    source = make_clip_source(cfg, entries, num_frames, size, crops)
     captions = [c.entry.caption for c in source.clips]
     objective = _LockedContrastive(model, cfg.temperature_init, cfg.learn_temperature)
     tokenizer = model.tokenizer

@@ -112,18 +112,19 @@ def main(cfg: Stage1Config, resume: bool = False,
     final LvT weights folder ``final/`` into ``cfg.out_dir``.
     """
     cfg = resolve_config(cfg, workdir)
-    info, run_dir, entries = start_captioned_run(cfg)
+    info, run_dir, entries, crops = start_captioned_run(cfg)
     image_entries = read_manifest(cfg.image_manifest) if cfg.image_manifest else []
     tok_file = run_dir / "tokenizer.model"
     tokenizer_cfg = cfg
     if resume and not cfg.tokenizer and not cfg.init_from and tok_file.is_file():
         tokenizer_cfg = dataclasses.replace(cfg, tokenizer=str(tok_file))
-    model = build_text_model(tokenizer_cfg, [e.caption for e in entries + image_entries],
+    model = build_text_model(tokenizer_cfg,
+                             [e.caption for e in [*entries, *crops, *image_entries]],
                              run_dir, cfg.init_from)
     tokenizer = model.tokenizer
     num_frames = cfg.num_frames or model.num_frames
     size = cfg.image_size or model.image_size
-    source = make_clip_source(cfg, entries, num_frames, size)
+    source = make_clip_source(cfg, entries, num_frames, size, crops)
     captions = [c.entry.caption for c in source.clips]
     image_source = make_clip_source(cfg, image_entries, 1, size) if image_entries else None
     objective = ContrastiveObjective(model, cfg.temperature_init, cfg.learn_temperature)

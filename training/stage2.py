@@ -29,6 +29,7 @@ from prism_science.models import build_model, get_config, load_model, save_model
 from prism_science.models.layers import LayerNorm, VisionTransformer, init_weights
 from prism_training.common import (
     check_lvt,
+    crop_entries,
     make_clip_source,
     pooled_embedding,
     resolve_weights,
@@ -270,13 +271,15 @@ class Stage2Objective(nn.Module):
 
 
 def stage2_entries(cfg: Stage2Config) -> list[ManifestEntry]:
-    """Videos of a stage-2 run: every video under the ``video_dir`` folders, then under
-    ``sample_data``, then the rows of ``manifest``.
+    """Whole-frame videos of a stage-2 run: every video under the ``video_dir`` folders, then
+    under ``sample_data``, then the rows of ``manifest`` (empty when only ``crop_manifest``
+    gives data).
 
     Raises
     ------
     ConfigError
-        None of the three is set, or ``sample_data`` names a folder that does not exist.
+        None of the three nor ``crop_manifest`` is set, or ``sample_data`` names a folder that
+        does not exist.
     """
     entries = []
     for folder in filter(None, (f.strip() for f in cfg.video_dir.split(","))):
@@ -290,8 +293,9 @@ def stage2_entries(cfg: Stage2Config) -> list[ManifestEntry]:
         entries += list_videos(cfg.sample_data)
     if cfg.manifest:
         entries += read_manifest(cfg.manifest, require_caption=False)
-    if not entries:
-        raise ConfigError("no data: set video_dir=FOLDER[,FOLDER] and/or manifest=PATH")
+    if not entries and not cfg.crop_manifest:
+        raise ConfigError("no data: set video_dir=FOLDER[,FOLDER], manifest=PATH and/or "
+                          "crop_manifest=PATH[,PATH]")
     return entries
 
 
@@ -312,7 +316,8 @@ def main(cfg: Stage2Config, resume: bool = False,
     teacher = load_teacher(cfg)
     num_frames = cfg.num_frames or teacher.num_frames
     size = cfg.image_size or teacher.image_size
-    source = make_clip_source(cfg, stage2_entries(cfg), num_frames, size)
+    source = make_clip_source(cfg, stage2_entries(cfg), num_frames, size,
+                              crop_entries(cfg))
     objective = Stage2Objective(cfg, teacher, num_frames, size)
     n = objective.num_patches
     tokens_visible = num_frames * num_kept(n, cfg.mask_ratio)

@@ -1,4 +1,5 @@
-"""The Ethogram widget: define behaviors and label them with the keyboard or on the timeline."""
+"""The Ethogram widget: define behaviors and label them with the keyboard or on the timeline;
+the subject (animal) the keys label, and the tracks drawn over the video."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from prism_science.session import Behavior, import_ethogram, read_ethogram
 
 from ._context import current_frame, notify_error, notify_info
 from ._link import link
+from ._tracks import TracksWidget
 
 if TYPE_CHECKING:
     import napari
@@ -48,6 +50,7 @@ _HELP = (
     "the frame.  Esc: drop open bouts.  "
     "Ctrl+Z / Ctrl+Shift+Z: undo / redo.  Space: play / pause;  + / -: speed;  Left / Right: "
     "one frame;  Ctrl+Left / Ctrl+Right: 10 frames;  PageUp / PageDown: previous / next video.  "
+    "Tab / Shift+Tab: next / previous subject (animal) to label.  "
     "Review: . next bout, Enter accept, Delete reject, [ ] range, Shift+Enter accept the "
     "range.  Timeline: click to go to a frame, drag "
     "with the left button to label, right button to unlabel; wheel zooms, Shift+wheel pans."
@@ -78,11 +81,14 @@ class EthogramWidget(QWidget):
         row.addWidget(QLabel("subject"))
         self.subject = QComboBox()
         self.subject.setEditable(True)
-        self.subject.setToolTip("animal the keys and the timeline label (empty: no subject)")
+        self.subject.setToolTip("animal the keys and the timeline label (empty: no subject); "
+                                "Tab / Shift+Tab on the video: next / previous subject")
         self.subject.lineEdit().editingFinished.connect(self._set_subject)
         self.subject.activated.connect(lambda _: self._set_subject())
         row.addWidget(self.subject, 1)
         layout.addLayout(row)
+        self.tracks = TracksWidget(napari_viewer)
+        layout.addWidget(self.tracks)
         self.table = QTableWidget(0, len(_COLUMNS))
         self.table.setHorizontalHeaderLabels(list(_COLUMNS))
         self.table.verticalHeader().setVisible(False)
@@ -145,7 +151,9 @@ class EthogramWidget(QWidget):
             self.video_label.setText(f"video: {session.video_path}\nlabels: {session.path}")
             if not self.annotator.hasFocus():
                 self.annotator.setText(session.annotator)
-            subjects = session.subjects()
+            subjects = self.link.subject_choices()
+            if session.subject not in subjects:
+                subjects.insert(0, session.subject)
             if [self.subject.itemText(i) for i in range(self.subject.count())] != subjects:
                 self.subject.clear()
                 self.subject.addItems(subjects)
@@ -281,7 +289,7 @@ class EthogramWidget(QWidget):
 
     def _set_subject(self) -> None:
         if self._session is not None and not self._filling:
-            self._session.set_subject(self.subject.currentText().strip())
+            self.link.set_subject(self.subject.currentText().strip())
 
     def _undo(self) -> None:
         if self._session is not None:

@@ -10,7 +10,8 @@ current frame, Esc drops open bouts, Ctrl+Z / Ctrl+Shift+Z undo and redo, Space 
 video's own frame rate times the speed, +/- change the speed, Ctrl+Left/Right jump
 :attr:`ViewerLink.jump_frames` frames, PageUp/PageDown switch to the previous/next video of the
 project, Return / Delete / . accept, reject and skip to the next bout in review, [ and ] mark a
-frame range whose predictions Shift+Return accepts in bulk. The keys are
+frame range whose predictions Shift+Return accepts in bulk, Tab / Shift+Tab make the next /
+previous subject the labeling target (:meth:`ViewerLink.cycle_subject`). The keys are
 bound on the viewer *and* on every layer, whose own bindings napari consults first, so that
 napari's image-layer shortcuts (c, o, x, y, z, 1, 2) never swallow a label key while a video is
 open. A click on any button of the workbench gives the keyboard back to the canvas
@@ -29,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qtpy.QtCore import QEvent, QObject, QTimer
+from qtpy.QtCore import QEvent, QObject, Qt, QTimer
 from qtpy.QtWidgets import QAbstractButton, QMessageBox
 
 from prism_science.errors import LabelError, PrismError
@@ -120,6 +121,7 @@ class ViewerLink(QObject):
         self._bound_keys: list[str] = []
         self._keyed_layers: list[Any] = []
         self._session_listeners: list[Callable[[], None]] = []
+        self.track_subjects: list[str] = []  # subjects of the tracks drawn over the video
         self._store_listeners: list[Callable[[], None]] = []
         self._dock_timeline()
         viewer.dims.events.current_step.connect(self._on_step)
@@ -152,6 +154,8 @@ class ViewerLink(QObject):
             self._timeline, name="prism timeline", area="bottom"
         )
         self._timeline.frameRequested.connect(lambda f: go_to_frame(self.viewer, f))
+        self._timeline.subjectRequested.connect(self.set_subject)
+        self._timeline.set_track_subjects(self.track_subjects)
 
     # ------------------------------------------------------------------ focus and closing
     def focus_canvas(self) -> None:
@@ -167,13 +171,19 @@ class ViewerLink(QObject):
 
     def eventFilter(self, obj: Any, event: Any) -> bool:  # noqa: N802 - Qt API
         """The viewer window closing while a task runs: ask, cancel and wait (or stay open).
-        "+" pressed on the canvas: faster (napari's key names have no "+")."""
+        "+" pressed on the canvas: faster (napari's key names have no "+"). Tab / Shift+Tab on
+        the canvas: next / previous subject (Qt would move the keyboard focus instead)."""
         try:
             kind = event.type()
-            if kind == QEvent.KeyPress and obj is self._canvas() and event.text() == "+" \
-                    and self.session is not None:
-                self.change_speed(+1)
-                return True
+            if kind == QEvent.KeyPress and obj is self._canvas() and self.session is not None:
+                if event.text() == "+":
+                    self.change_speed(+1)
+                    return True
+                if event.key() in (Qt.Key_Tab, Qt.Key_Backtab):
+                    backward = event.key() == Qt.Key_Backtab or bool(
+                        event.modifiers() & Qt.ShiftModifier)
+                    self.cycle_subject(-1 if backward else +1)
+                    return True
             if kind == QEvent.Close and obj is self._window() and not self.confirm_close():
                 event.ignore()
                 return True
@@ -284,6 +294,7 @@ class ViewerLink(QObject):
             self._bind_keys()
         if self.project is not None and self.session is not None:
             self.project.take_ethogram(self.session)
+        self._show_time()  # the labeling target is on the canvas
 
     def _on_step(self, event: Any = None) -> None:
         if self.session is not None and _alive(self._timeline):
@@ -303,8 +314,9 @@ class ViewerLink(QObject):
 
         frame = min(current_frame(self.viewer), self.session.n_frames - 1)
         speed = f"  x{self.speed:g}" if self.speed != 1.0 else ""
+        subject = f"  labeling {self.session.subject}" if self.session.subject else ""
         overlay.text = (f"frame {frame}  {format_time(self.session.timestamps[frame])}"
-                        f"{speed}")
+                        f"{speed}{subject}")
         overlay.position = "top_left"
         overlay.visible = True
 
@@ -397,6 +409,50 @@ class ViewerLink(QObject):
     def _undo(self, redo: bool) -> None:
         if self.session is not None:
             self.session.redo() if redo else self.session.undo()
+
+    # ------------------------------------------------------------------ subjects
+    def set_track_subjects(self, subjects: list[str]) -> None:
+        """The subjects of the tracks drawn over the video (the timeline groups them)."""
+        self.track_subjects = [str(s) for s in subjects]
+        if _alive(self._timeline):
+            self._timeline.set_track_subjects(self.track_subjects)
+        for callback in list(self._session_listeners):
+            try:
+                callback()
+            except Exception:  # noqa: BLE001 - one broken widget must not stop the others
+                logger.exception("listener %r failed", callback)
+
+    def subject_choices(self) -> list[str]:
+        """Subjects to label: the tracks' subjects, then the other subjects of the labels."""
+        names = list(self.track_subjects)
+        if self.session is not None:
+            names += [s for s in self.session.subjects() if s and s not in names]
+        return names
+
+    def set_subject(self, subject: str) -> None:
+        """Make ``subject`` the labeling target; the status bar and the canvas say so."""
+        if self.session is None:
+            return
+        self.session.set_subject(subject)
+        self.viewer.status = f"labeling {subject or 'no subject'}"
+        self._show_time()
+
+    def cycle_subject(self, step: int) -> str | None:
+        """The next (``step`` 1) or previous (-1) subject of :meth:`subject_choices` becomes
+        the labeling target; returns it (None when there is no subject to choose)."""
+        if self.session is None:
+            return None
+        names = self.subject_choices()
+        if not names:
+            notify_error(LabelError(
+                "no subject to switch to: open the tracks of this video (Ethogram > open "
+                "tracks... or track it) or type a subject name in the Ethogram's subject box"))
+            return None
+        now = self.session.subject
+        index = names.index(now) + step if now in names else (0 if step > 0 else -1)
+        subject = names[index % len(names)]
+        self.set_subject(subject)
+        return subject
 
     # ------------------------------------------------------------------ playing and jumping
     def _qt_dims(self) -> Any:

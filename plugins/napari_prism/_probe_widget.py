@@ -13,6 +13,13 @@ model's per-frame embeddings), "score these behavior names" scores the names typ
 the current video (:func:`prism_science.pipeline.zero_shot.zero_shot_to_store`, the path of
 ``prism-science probe zero-shot``): zero-shot from prompt templates, or through the learned
 prompts of the current probe when it is a ``prompt`` probe (trained with the kind ``prompt``).
+
+Per subject: when the store has per-subject features (``<model>/<tokens>@<subject>``, from
+*Extract features* on *each subject* or ``extract --subjects``), *per subject* trains one probe
+on every (video, subject) unit, each subject's labels with its own features
+(``train_probe(..., per_subject=True)``), and predicts each subject into
+``predictions/<name>@<subject>`` (:func:`prism_science.pipeline.subjects.
+predict_subjects_to_store`), shown in that subject's group of the timeline.
 """
 
 from __future__ import annotations
@@ -65,9 +72,11 @@ __all__ = ["ProbeWidget", "format_metrics", "predict_task", "score_names_task", 
 
 def train_task(
     store_path: Path, tables: dict[str, LabelTable], key: str, kind: str,
-    params: dict[str, Any], postprocess: dict[str, int], *, cancel_event: threading.Event,
+    params: dict[str, Any], postprocess: dict[str, int], per_subject: bool = False, *,
+    cancel_event: threading.Event,
 ) -> Generator[Progress, None, TrainResult]:
-    """Worker: :func:`prism_science.pipeline.train_probe` on the sessions' label tables.
+    """Worker: :func:`prism_science.pipeline.train_probe` on the sessions' label tables
+    (``per_subject``: one unit per (video, subject), ``key`` the ``<model>/<tokens>`` base).
 
     The training runs in a helper thread whose per-epoch reports (``train_probe``'s
     ``progress``) come back here as ``(epoch, n_epochs, message)`` yields, so the panel shows
@@ -89,12 +98,13 @@ def train_task(
                 outcome["result"] = train_probe(
                     store, tables, kind, feature_key=key, params=params,
                     min_bout=postprocess["min_bout"], max_gap=postprocess["max_gap"],
-                    progress=progress)
+                    progress=progress, per_subject=per_subject)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the worker below
             outcome["error"] = exc
 
-    yield 0, 1, (f"training a {kind} probe on the labels of {len(tables)} video(s), with a "
-                 "validation split, then on all of them")
+    units = "each subject of " if per_subject else ""
+    yield 0, 1, (f"training a {kind} probe on the labels of {units}{len(tables)} video(s), "
+                 "with a validation split, then on all of them")
     thread = threading.Thread(target=run, name="prism-train", daemon=True)
     thread.start()
     while thread.is_alive() or not reports.empty():
@@ -114,18 +124,31 @@ def train_task(
 
 def predict_task(
     probe: Any, store_path: Path, video_ids: list[str], key: str | None, name: str,
-    write_store: bool, *, cancel_event: threading.Event,
-) -> Generator[Progress, None, dict[tuple[str, str], VideoPrediction]]:
+    write_store: bool, per_subject: bool = False, *, cancel_event: threading.Event,
+) -> Generator[Progress, None, dict[tuple[str, str], Any]]:
     """Worker: predict videos of a store; with ``write_store``, write ``predictions/<name>``
-    (:func:`prism_science.pipeline.predict_to_store`, every video checked first).
+    (:func:`prism_science.pipeline.predict_to_store`, every video checked first). With
+    ``per_subject`` each subject of each video is predicted into the store,
+    ``predictions/<name>@<subject>``
+    (:func:`prism_science.pipeline.subjects.predict_subjects_to_store`).
 
-    Returns (store path, video id) -> :class:`prism_science.pipeline.VideoPrediction`.
+    Returns (store path, video id) -> :class:`prism_science.pipeline.VideoPrediction`, or
+    with ``per_subject`` -> {subject: VideoPrediction}.
     """
+    from prism_science.pipeline.subjects import predict_subjects_to_store
     from prism_science.store import open_store
 
-    results: dict[str, VideoPrediction] = {}
-    with open_store(store_path, mode="a" if write_store else "r") as store:
-        if write_store:
+    results: dict[str, Any] = {}
+    with open_store(store_path, mode="a" if write_store or per_subject else "r") as store:
+        if per_subject:
+            yield 0, 1, (f"predicting each subject of {len(video_ids)} video(s) into "
+                         f"predictions/{name}@<subject>")
+            found = predict_subjects_to_store(probe, store, name, video_ids, key)
+            for video_id in video_ids:
+                results[video_id] = {unit.removeprefix(f"{video_id}@"): prediction
+                                     for unit, prediction in found.items()
+                                     if unit.startswith(f"{video_id}@")}
+        elif write_store:
             yield 0, 1, f"predicting {len(video_ids)} video(s) into predictions/{name}"
             results = predict_to_store(probe, store, name, video_ids, key)
         else:
@@ -160,6 +183,19 @@ def score_names_task(
         raise TaskCancelled()
     yield 1, 1, f"scored {len(behaviors)} behavior(s)"
     return {(str(store_path), v): found for v, found in results.items()}
+
+
+def _has_features(store: Any, video_id: str, key: str, per_subject: bool) -> bool:
+    """Whether a video has complete features ``key`` (per subject: of every subject)."""
+    from prism_science.extraction.subjects import split_subject_key
+
+    if not per_subject:
+        return key in store.feature_keys(video_id) and \
+            store.feature_status(video_id, key) == "complete"
+    base = split_subject_key(key)[0]
+    keys = [k for k in store.feature_keys(video_id) if split_subject_key(k)[0] == base
+            and split_subject_key(k)[1] is not None]
+    return bool(keys) and all(store.feature_status(video_id, k) == "complete" for k in keys)
 
 
 def format_metrics(result: TrainResult) -> str:
@@ -226,6 +262,13 @@ class ProbeWidget(QWidget):
         layout.addWidget(self.fully_labeled)
         self.store_labels = QCheckBox("also train on the store's other labeled videos")
         layout.addWidget(self.store_labels)
+        self.per_subject = QCheckBox("per subject: each animal's labels with its own features")
+        self.per_subject.setToolTip(
+            "for per-subject features (<model>/<tokens>@<subject>): one training unit per "
+            "(video, subject); predictions per subject (<name>@<subject>)")
+        self.per_subject.setEnabled(False)
+        layout.addWidget(self.per_subject)
+        self.key.currentTextChanged.connect(self._key_changed)
         row = QHBoxLayout()
         for text, slot in (("train", self.train), ("predict video", self.predict_current),
                            ("predict store", self.predict_store)):
@@ -284,6 +327,20 @@ class ProbeWidget(QWidget):
         self.key.addItems(keys)
         if current in keys:
             self.key.setCurrentText(current)
+        self._key_changed()
+
+    def _key_changed(self, _: str = "") -> None:
+        """Per subject is offered for per-subject features (and ticked when one is chosen)."""
+        from prism_science.extraction.subjects import split_subject_key
+
+        subject = split_subject_key(self.key.currentText())[1]
+        self.per_subject.setEnabled(subject is not None)
+        self.per_subject.setChecked(subject is not None)
+
+    def _probe_per_subject(self) -> bool:
+        """Whether the current probe was trained per subject (it predicts per subject)."""
+        provenance = getattr(self.probe, "feature_provenance_", None) or {}
+        return bool(provenance.get("per_subject"))
 
     def _current_store(self) -> Path | None:
         """The store of the current video, else of the first open video that has one."""
@@ -356,8 +413,14 @@ class ProbeWidget(QWidget):
         kind = self.kind.currentText()
         if kind == "prompt" and self.text_model.text().strip():
             params["text_model"] = self.text_model.text().strip()
+        per_subject = self.per_subject.isChecked()
+        if per_subject:
+            from prism_science.extraction.subjects import split_subject_key
+
+            key = split_subject_key(key)[0]
+        what = f"training {kind} probe" + (" per subject" if per_subject else "")
         self.task.run(train_task, store_path, tables, key, kind, params, self.postprocess(),
-                      what=f"training {kind} probe",
+                      per_subject, what=what,
                       on_result=lambda result: self._trained(result, key))
 
     def postprocess(self) -> dict[str, int]:
@@ -391,7 +454,7 @@ class ProbeWidget(QWidget):
             notify_error(StoreError("this video has no features: extract them first"), "predict")
             return
         self.task.run(predict_task, self.probe, where[0], [where[1]], key, self._name(), False,
-                      what="predicting", on_result=self._predicted)
+                      self._probe_per_subject(), what="predicting", on_result=self._predicted)
 
     def predict_store(self) -> None:
         """Predict every video of the current store whose features are complete, into the
@@ -405,16 +468,16 @@ class ProbeWidget(QWidget):
             if key is not None:
                 notify_error(StoreError("this video has no store: extract features first"))
             return
+        per_subject = self._probe_per_subject()
         with open_store(where[0], mode="r") as store:
             ids = store.video_ids()
-            targets = [v for v in ids if key in store.feature_keys(v)
-                       and store.feature_status(v, key) == "complete"]
+            targets = [v for v in ids if _has_features(store, v, key, per_subject)]
         skipped = [v for v in ids if v not in targets]
         if skipped:
             notify_info(f"{len(skipped)} video(s) of {where[0]} have no complete features "
                         f"{key!r} and are not predicted: {', '.join(skipped)}")
         self.task.run(predict_task, self.probe, where[0], targets, key, self._name(), True,
-                      what="predicting the store", on_result=self._predicted)
+                      per_subject, what="predicting the store", on_result=self._predicted)
 
     def score_names(self) -> None:
         """Score the behavior names typed in the box on the current video, into its store
@@ -447,15 +510,21 @@ class ProbeWidget(QWidget):
                       what="scoring behavior names",
                       on_result=lambda result: self._predicted(result, name))
 
-    def _predicted(self, result: dict[tuple[str, str], VideoPrediction],
-                   name: str | None = None) -> None:
+    def _predicted(self, result: dict[tuple[str, str], Any], name: str | None = None) -> None:
+        from prism_science.pipeline.subjects import subject_prediction_name
+
         name = name or self._name()
         for _, session in self.link.sessions():  # open videos, then the project's others
             where = session.features
             if where is None:
                 continue
             found = result.get((str(where[0]), where[1]))
-            if found is not None:
+            if isinstance(found, dict):  # per subject: each subject's own prediction set
+                for subject, prediction in found.items():
+                    session.set_predictions(
+                        subject_prediction_name(name, subject), prediction.behaviors,
+                        prediction.scores, prediction.thresholds, prediction.postprocess)
+            elif found is not None:
                 session.set_predictions(
                     name, found.behaviors, found.scores, found.thresholds, found.postprocess)
         self.link.timeline.prediction = name

@@ -1,4 +1,8 @@
-"""napari readers: video files (lazy, frame-exact) and prism-science feature stores.
+"""napari readers: video files (lazy, frame-exact), prism-science feature stores and tracks files.
+
+A tracks file (SLEAP ``.slp`` / analysis ``.h5``, DeepLabCut ``.h5`` / ``.csv``, our tracks CSV)
+dropped on the viewer becomes a points layer that the plugin takes over: it is checked against
+the open video and drawn as its tracks (:mod:`napari_prism._tracks`).
 
 A store opens one layer per video whose file can be found (its recorded source path, else its
 path relative to the store's folder), each with its session read from the store: the labels
@@ -26,7 +30,7 @@ from ._context import (
 )
 from ._lazy_video import LazyVideo
 
-__all__ = ["get_reader", "is_store", "read_store", "read_video"]
+__all__ = ["get_reader", "is_store", "read_store", "read_tracks_file", "read_video"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +48,36 @@ def get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]] | None
         return read_video
     if is_store(p):
         return read_store
+    if p.is_file() and p.suffix.lower() in TRACKS_SUFFIXES:
+        from prism_science.errors import TracksError
+        from prism_science.tracks import detect_tracks_format
+
+        try:
+            detect_tracks_format(p)
+        except TracksError:
+            return None  # another CSV or HDF5 file: napari's own readers may take it
+        return read_tracks_file
     return None
+
+
+TRACKS_SUFFIXES = (".slp", ".csv", ".h5", ".hdf5")
+"""Tracks files the reader offers to open (the others: *open tracks...* in the Ethogram)."""
+
+
+def read_tracks_file(path: str | list[str]) -> list[LayerData]:
+    """A points layer of a tracks file's centroids; the plugin checks it against the open video.
+
+    Raises
+    ------
+    prism_science.errors.TracksError
+        The file cannot be read as tracks.
+    """
+    from prism_science.tracks import read_tracks
+
+    from ._tracks import tracks_layer_data
+
+    p = Path(path[0] if isinstance(path, list) else path)
+    return [tracks_layer_data(read_tracks(p), p)]
 
 
 def read_video(path: str | list[str]) -> list[LayerData]:

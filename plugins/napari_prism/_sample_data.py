@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from prism_science.errors import LabelError, VideoError
+from prism_science.errors import LabelError, PrismError, VideoError
 
 from ._context import SESSION_KEY, video_layer_data
 
@@ -30,15 +30,28 @@ def sample_dir() -> Path:
 def synthetic_clip(out_dir: str | Path | None = None, seed: int = 7) -> Path:
     """Write (once) a short synthetic clip of two animals; returns its ``.mp4``.
 
-    Also writes ``synthetic.labels.csv`` (plain interval CSV) and ``synthetic.json`` beside it.
+    Also writes ``synthetic.labels.csv`` (plain interval CSV), ``synthetic.json`` and the
+    animals' exact tracks ``synthetic.mp4.tracks.csv`` (drawn over the clip when it opens)
+    beside it.
     """
-    from prism_science.synth import SynthConfig, generate_clip, write_clip
+    import json
+
+    from prism_science.synth import SynthConfig, clip_tracks, generate_clip, write_clip
+    from prism_science.tracks import write_tracks_csv
 
     out = Path(out_dir) if out_dir is not None else sample_dir()
     video = out / "synthetic.mp4"
-    if not (video.is_file() and (out / "synthetic.json").is_file()):
+    meta = out / "synthetic.json"
+    if not (video.is_file() and meta.is_file()):
         config = SynthConfig(size=(192, 192), fps=15.0, seconds=(12.0, 12.0), n_animals=2)
         write_clip(generate_clip(seed, config), out, "synthetic")
+    tracks_file = video.with_name(video.name + ".tracks.csv")
+    if not tracks_file.is_file():
+        try:
+            tracks = clip_tracks(json.loads(meta.read_text()), str(meta))
+            write_tracks_csv(tracks, tracks_file, video=str(video))
+        except (PrismError, OSError, ValueError) as exc:  # a clip cached by an old version
+            logger.warning("%s: no tracks written (%s)", tracks_file, exc)
     return video
 
 

@@ -14,18 +14,29 @@ around the pointer, Shift+wheel pans. Optional extra rows show the frames
 suggested for labeling and a text-search similarity curve, drawn on an absolute cosine scale
 (:func:`similarity_axis`) with its matching ranges shaded. Setting them grows the widget so the
 rows fit; in a dock too short for them they are drawn at its bottom edge, over the last rows.
+
+Several animals (:attr:`TimelineWidget.track_subjects`, the subjects of the loaded tracks, plus
+the subjects of the labels): one group of rows per subject, under a header row with the
+subject's name and its track colour (:func:`subject_color`; the labeling target is marked and
+brighter). Each group shows that subject's labels and its own prediction set (the per-subject
+set ``<name>@<subject>`` that ``prism-science probe predict`` writes for per-subject probes);
+a drag in a group's row labels that subject, a click on a header makes it the labeling target.
+Labels without a subject and whole-frame predictions are in a group of their own
+(*no subject*).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 from qtpy.QtCore import QPointF, QRectF, Qt, Signal
 from qtpy.QtGui import QBrush, QColor, QImage, QPainter, QPainterPath, QPen
 from qtpy.QtWidgets import QSizePolicy, QWidget
 
-from prism_science.session import LabelingSession, mask_to_runs
+from prism_science.session import LabelingSession, PredictionTrack, mask_to_runs
 
-__all__ = ["TimelineWidget", "similarity_axis"]
+__all__ = ["SUBJECT_COLOURS", "TimelineWidget", "similarity_axis", "subject_color"]
 
 LABEL_WIDTH = 150
 RULER_HEIGHT = 20
@@ -41,6 +52,24 @@ PROBABILITY_BAND = (17, 5)
 PREDICTED_BAND = (22, 3)
 REJECTED_COLOUR = QColor(110, 110, 110)
 REJECTED_CROSS = QColor(230, 60, 60)
+HEADER_HEIGHT = 18
+SUBJECT_COLOURS = ("#1f9bff", "#ff8c1a", "#2ecc40", "#f03ce0", "#ffe11a", "#1affd5",
+                   "#ff4136", "#b18cff")
+"""Colours of the subjects of a video, in track order (timeline headers and tracks layer)."""
+NO_SUBJECT = "no subject"
+
+
+def subject_color(index: int) -> str:
+    """``#rrggbb`` colour of the ``index``-th subject (cycling through :data:`SUBJECT_COLOURS`)."""
+    return SUBJECT_COLOURS[index % len(SUBJECT_COLOURS)]
+
+
+def _subject_set_name(name: str, subject: str) -> str:
+    """The per-subject prediction set of ``name`` (as the pipeline names it)."""
+    # Imported here: the pipeline loads torch, which drawing an empty timeline need not wait for.
+    from prism_science.pipeline.subjects import subject_prediction_name
+
+    return subject_prediction_name(name, subject)
 
 
 def similarity_axis(values: np.ndarray) -> tuple[float, float]:
@@ -79,9 +108,12 @@ class TimelineWidget(QWidget):
     -------
     frameRequested(int)
         The user clicked or dragged to a frame; the owner moves the viewer there.
+    subjectRequested(str)
+        The user clicked a subject's header row: make it the labeling target.
     """
 
     frameRequested = Signal(int)
+    subjectRequested = Signal(str)
 
     def __init__(self, session: LabelingSession | None = None, parent: QWidget | None = None):
         super().__init__(parent)
@@ -93,7 +125,9 @@ class TimelineWidget(QWidget):
         self._suggestions = np.zeros(0, dtype=np.int64)
         self._similarity: np.ndarray | None = None
         self.search_ranges: list[tuple[int, int]] = []  # (start, end) inclusive, shaded
-        self._drag: tuple[str, int, bool] | None = None  # (behavior, start frame, value)
+        self.track_subjects: list[str] = []  # subjects of the loaded tracks, in track order
+        # (subject, behavior, start frame, value); subject None: the session's current one
+        self._drag: tuple[str | None, str, int, bool] | None = None
         self._drag_end = 0
         self._scrubbing = False
         self.setMouseTracking(False)
@@ -135,6 +169,11 @@ class TimelineWidget(QWidget):
     @similarity.setter
     def similarity(self, curve: np.ndarray | None) -> None:
         self._similarity = None if curve is None else np.asarray(curve, dtype=np.float32)
+        self._on_session_changed()
+
+    def set_track_subjects(self, subjects: list[str]) -> None:
+        """The subjects of the loaded tracks (their groups come first, in this order)."""
+        self.track_subjects = [str(s) for s in subjects]
         self._on_session_changed()
 
     def _on_session_changed(self) -> None:
@@ -181,6 +220,45 @@ class TimelineWidget(QWidget):
         return float(min(max(start, 0.0), max(self._n_frames() - self.view_frames, 0.0)))
 
     # ------------------------------------------------------------------ geometry
+    def subject_groups(self) -> list[str]:
+        """Subjects with a group of rows, in order ("" for labels without a subject); empty
+        when there is one subject or none (then the rows are the current subject's)."""
+        session = self.session
+        if session is None:
+            return []
+        names = list(self.track_subjects)
+        names += [s for s in session.subjects() if s and s not in names]
+        if not names:
+            return []
+        unassigned = session.subject == "" or any(
+            session.mask(b, source, "").any() for b in session.behavior_names()
+            for source in ("manual", "curated"))
+        if not unassigned:
+            unassigned = any("@" not in name for name in session.predictions)
+        if unassigned:
+            names.insert(0, "")
+        return names if len(names) > 1 else []
+
+    def _entries(self) -> list[tuple[float, int, str | None, str | None]]:
+        """Rows top to bottom: (top, height, subject, behavior); behavior None: a subject's
+        header; subject None: the session's current subject (a single group, no header)."""
+        behaviors = self.session.behavior_names() if self.session is not None else []
+        out: list[tuple[float, int, str | None, str | None]] = []
+        top = float(RULER_HEIGHT)
+        groups = self.subject_groups()
+        for subject in groups or [None]:
+            if subject is not None:
+                out.append((top, HEADER_HEIGHT, subject, None))
+                top += HEADER_HEIGHT
+            for behavior in behaviors:
+                out.append((top, ROW_HEIGHT, subject, behavior))
+                top += ROW_HEIGHT
+        return out
+
+    def _rows_height(self) -> int:
+        entries = self._entries()
+        return int(entries[-1][0] + entries[-1][1] - RULER_HEIGHT) if entries else 0
+
     def _rows(self) -> list[str]:
         return self.session.behavior_names() if self.session is not None else []
 
@@ -194,7 +272,7 @@ class TimelineWidget(QWidget):
 
     def sizeHint(self):  # noqa: N802 - Qt API
         size = super().sizeHint()
-        height = RULER_HEIGHT + ROW_HEIGHT * max(len(self._rows()), 1)
+        height = RULER_HEIGHT + max(self._rows_height(), ROW_HEIGHT)
         height += self._extra_height() + 4
         size.setHeight(height)
         return size
@@ -208,7 +286,7 @@ class TimelineWidget(QWidget):
 
     def _extra_top(self) -> int:
         """Top of the extra rows: under the behavior rows, or higher when the widget is short."""
-        top = RULER_HEIGHT + ROW_HEIGHT * len(self._rows())
+        top = RULER_HEIGHT + self._rows_height()
         return max(min(top, self.height() - self._extra_height()), RULER_HEIGHT)
 
     def frame_at(self, x: float) -> int:
@@ -223,17 +301,52 @@ class TimelineWidget(QWidget):
         return LABEL_WIDTH + (frame - self.view_start) / self.view_frames * width
 
     def row_at(self, y: float) -> str | None:
-        """Behavior of the row under pixel row ``y``, or None (ruler, extra rows)."""
-        index = int((y - RULER_HEIGHT) // ROW_HEIGHT)
-        rows = self._rows()
-        return rows[index] if y >= RULER_HEIGHT and 0 <= index < len(rows) else None
+        """Behavior of the row under pixel row ``y``, or None (ruler, headers, extra rows)."""
+        entry = self.entry_at(y)
+        return entry[1] if entry is not None else None
 
-    def _shown_track(self):
+    def entry_at(self, y: float) -> tuple[str, str | None] | None:
+        """(subject, behavior) of the row under pixel row ``y`` (behavior None: the subject's
+        header row; subject: the session's current one when there are no groups), or None."""
+        if self.session is None or y < RULER_HEIGHT:
+            return None
+        for top, height, subject, behavior in self._entries():
+            if top <= y < top + height:
+                return (self.session.subject if subject is None else subject), behavior
+        return None
+
+    def row_top(self, subject: str | None, behavior: str | None) -> float | None:
+        """Top pixel of the row of ``behavior`` in ``subject``'s group (``behavior`` None: the
+        header; ``subject`` None: the only group), or None when not shown."""
+        for top, _, group, name in self._entries():
+            if name == behavior and (subject is None or group is None or group == subject):
+                return top
+        return None
+
+    def track_for(self, subject: str) -> PredictionTrack | None:
+        """The prediction track shown for ``subject``: the per-subject set of the selected
+        prediction (``<name>@<subject>``), else (labels without a subject, or one subject
+        and whole-frame predictions) the selected prediction itself."""
         if self.session is None or not self.session.predictions:
             return None
-        if self.prediction in self.session.predictions:
-            return self.session.predictions[self.prediction]
-        return list(self.session.predictions.values())[-1]
+        predictions = self.session.predictions
+        name = self.prediction if self.prediction is not None else list(predictions)[-1]
+        base = name.rsplit("@", 1)[0] if "@" in name else name
+        if subject:
+            per_subject = predictions.get(_subject_set_name(base, subject))
+            if per_subject is not None:
+                return per_subject
+            if self.subject_groups():
+                return None  # a whole-frame prediction belongs to the "no subject" group
+        if base in predictions:
+            return predictions[base]
+        last = list(predictions)[-1]
+        return predictions[last] if "@" not in last else None
+
+    def _shown_track(self) -> PredictionTrack | None:
+        if self.session is None:
+            return None
+        return self.track_for(self.session.subject)
 
     # ------------------------------------------------------------------ painting
     def paintEvent(self, event) -> None:  # noqa: N802 - Qt API
@@ -259,61 +372,94 @@ class TimelineWidget(QWidget):
         x1 = int(self.x_of(f1))
         cols = max(x1 - x0, 1)
         self._paint_ruler(painter, width)
-        track = self._shown_track()
-        for row, behavior in enumerate(session.behaviors):
-            top = RULER_HEIGHT + row * ROW_HEIGHT
-            color = QColor(behavior.color or "#888888")
-            painter.fillRect(QRectF(0, top, self.width(), ROW_HEIGHT - 1),
-                             QColor(48, 52, 60) if row % 2 else QColor(44, 47, 55))
-            painter.setPen(QColor(230, 230, 230))
-            painter.fillRect(QRectF(4, top + 8, 10, 10), color)
-            key = f" [{behavior.key}]" if behavior.key else ""
-            painter.drawText(QRectF(18, top, LABEL_WIDTH - 20, ROW_HEIGHT), Qt.AlignVCenter,
-                             f"{behavior.name}{key}")
-            if behavior.point:  # point events: a tick the row's height at each marked frame
-                self._paint_points(painter, session.mask(behavior.name, "curated"), f0, f1,
-                                   top, color.darker(160))
-                self._paint_points(painter, session.mask(behavior.name), f0, f1, top, color)
-            manual = _bin(session.mask(behavior.name), f0, f1, cols, "max")
-            if behavior.point:
-                manual[:] = 0
-            for a, b in mask_to_runs(manual > 0):
-                painter.fillRect(QRectF(x0 + a, top + MANUAL_BAND[0], b - a + 1, MANUAL_BAND[1]),
-                                 color)
-            curated = _bin(session.mask(behavior.name, "curated"), f0, f1, cols, "max")
-            hatch = QBrush(color.darker(130), Qt.BDiagPattern)
-            for a, b in mask_to_runs(curated > 0):
-                rect = QRectF(x0 + a, top + CURATED_BAND[0], b - a + 1, CURATED_BAND[1])
-                painter.fillRect(rect, color.darker(160))
-                painter.fillRect(rect, hatch)
-            if track is not None:
-                column = track.column(behavior.name)
-                predicted = track.predicted(behavior.name)
-                if column is not None and predicted is not None:
-                    self._paint_probability(painter, column, f0, f1, cols, x0,
-                                            top + PROBABILITY_BAND[0], color)
-                    bouts = _bin(predicted, f0, f1, cols, "max")
-                    offset, height = PREDICTED_BAND
-                    for a, b in mask_to_runs(bouts > 0):
-                        painter.fillRect(QRectF(x0 + a, top + offset, b - a + 1, height), color)
-                    self._paint_rejected(painter, track.name, behavior.name, f0, f1, top)
-            if behavior.name in session.open_bouts:
-                start = session.open_bouts[behavior.name]
-                a, b = sorted((start, self.current_frame))
-                rect = QRectF(self.x_of(a), top + 2, self.x_of(b + 1) - self.x_of(a), 11)
-                painter.fillRect(rect, QColor(color.red(), color.green(), color.blue(), 90))
-                painter.setPen(QPen(color.lighter(150), 1, Qt.DashLine))
-                painter.drawRect(rect)
-            if self._drag is not None and self._drag[0] == behavior.name:
-                a, b = sorted((self._drag[1], self._drag_end))
-                rect = QRectF(self.x_of(a), top + 1, self.x_of(b + 1) - self.x_of(a), 13)
-                fill = QColor(color) if self._drag[2] else QColor(20, 20, 20)
-                fill.setAlpha(140)
-                painter.fillRect(rect, fill)
+        groups = self.subject_groups()
+        for row, (top, _, group, name) in enumerate(self._entries()):
+            subject = session.subject if group is None else group
+            if name is None:
+                self._paint_header(painter, top, subject, groups)
+                continue
+            self._paint_row(painter, row, top, subject, session.behavior(name),
+                            self.track_for(subject), f0, f1, cols, x0)
         self._paint_extra_rows(painter, f0, f1, cols, x0)
         x = self.x_of(self.current_frame)
         painter.setPen(QPen(QColor(255, 255, 255), 1))
         painter.drawLine(QPointF(x, 0), QPointF(x, self.height()))
+
+    def _paint_header(self, painter: QPainter, top: float, subject: str,
+                      groups: list[str]) -> None:
+        """A subject's header row: its track colour, its name; the labeling target marked."""
+        assert self.session is not None
+        active = subject == self.session.subject
+        tracked = [s for s in groups if s in self.track_subjects]
+        index = self.track_subjects.index(subject) if subject in tracked else \
+            len(self.track_subjects) + groups.index(subject)
+        color = QColor(subject_color(index)) if subject else QColor(150, 150, 150)
+        painter.fillRect(QRectF(0, top, self.width(), HEADER_HEIGHT - 1),
+                         QColor(62, 68, 82) if active else QColor(30, 32, 38))
+        painter.fillRect(QRectF(0, top, 4 if not active else 6, HEADER_HEIGHT - 1), color)
+        painter.setPen(QColor(255, 255, 255) if active else QColor(170, 170, 170))
+        text = subject or NO_SUBJECT
+        painter.drawText(QRectF(10, top, self.width() - 14, HEADER_HEIGHT), Qt.AlignVCenter,
+                         f"{text}   (labeling target: the keys label this subject)"
+                         if active else text)
+
+    def _paint_row(self, painter: QPainter, row: int, top: float, subject: str,
+                   behavior: Any, track: PredictionTrack | None, f0: int, f1: int, cols: int,
+                   x0: int) -> None:
+        """One behavior's row of one subject: labels, curated labels, prediction, open bout."""
+        session = self.session
+        assert session is not None
+        color = QColor(behavior.color or "#888888")
+        painter.fillRect(QRectF(0, top, self.width(), ROW_HEIGHT - 1),
+                         QColor(48, 52, 60) if row % 2 else QColor(44, 47, 55))
+        painter.setPen(QColor(230, 230, 230))
+        painter.fillRect(QRectF(4, top + 8, 10, 10), color)
+        key = f" [{behavior.key}]" if behavior.key else ""
+        painter.drawText(QRectF(18, top, LABEL_WIDTH - 20, ROW_HEIGHT), Qt.AlignVCenter,
+                         f"{behavior.name}{key}")
+        manual_mask = session.mask(behavior.name, subject=subject)
+        curated_mask = session.mask(behavior.name, "curated", subject)
+        if behavior.point:  # point events: a tick the row's height at each marked frame
+            self._paint_points(painter, curated_mask, f0, f1, top, color.darker(160))
+            self._paint_points(painter, manual_mask, f0, f1, top, color)
+        manual = _bin(manual_mask, f0, f1, cols, "max")
+        if behavior.point:
+            manual[:] = 0
+        for a, b in mask_to_runs(manual > 0):
+            painter.fillRect(QRectF(x0 + a, top + MANUAL_BAND[0], b - a + 1, MANUAL_BAND[1]),
+                             color)
+        curated = _bin(curated_mask, f0, f1, cols, "max")
+        hatch = QBrush(color.darker(130), Qt.BDiagPattern)
+        for a, b in mask_to_runs(curated > 0):
+            rect = QRectF(x0 + a, top + CURATED_BAND[0], b - a + 1, CURATED_BAND[1])
+            painter.fillRect(rect, color.darker(160))
+            painter.fillRect(rect, hatch)
+        if track is not None:
+            column = track.column(behavior.name)
+            predicted = track.predicted(behavior.name)
+            if column is not None and predicted is not None:
+                self._paint_probability(painter, column, f0, f1, cols, x0,
+                                        top + PROBABILITY_BAND[0], color)
+                bouts = _bin(predicted, f0, f1, cols, "max")
+                offset, height = PREDICTED_BAND
+                for a, b in mask_to_runs(bouts > 0):
+                    painter.fillRect(QRectF(x0 + a, top + offset, b - a + 1, height), color)
+                self._paint_rejected(painter, track.name, behavior.name, f0, f1, top)
+        if behavior.name in session.open_bouts and subject == session.subject:
+            start = session.open_bouts[behavior.name]
+            a, b = sorted((start, self.current_frame))
+            rect = QRectF(self.x_of(a), top + 2, self.x_of(b + 1) - self.x_of(a), 11)
+            painter.fillRect(rect, QColor(color.red(), color.green(), color.blue(), 90))
+            painter.setPen(QPen(color.lighter(150), 1, Qt.DashLine))
+            painter.drawRect(rect)
+        drag = self._drag
+        if drag is not None and drag[1] == behavior.name and \
+                (drag[0] is None or drag[0] == subject):
+            a, b = sorted((drag[2], self._drag_end))
+            rect = QRectF(self.x_of(a), top + 1, self.x_of(b + 1) - self.x_of(a), 13)
+            fill = QColor(color) if drag[3] else QColor(20, 20, 20)
+            fill.setAlpha(140)
+            painter.fillRect(rect, fill)
 
     def _paint_points(self, painter: QPainter, mask: np.ndarray, f0: int, f1: int, top: int,
                       color: QColor) -> None:
@@ -358,7 +504,8 @@ class TimelineWidget(QWidget):
         frame = min(max(self.current_frame, 0), self.session.n_frames - 1)
         painter.drawText(QRectF(4, 0, LABEL_WIDTH - 8, RULER_HEIGHT), Qt.AlignVCenter,
                          f"{frame}  {format_time(self.session.timestamps[frame])}"
-                         + (f"  {self.session.subject}" if self.session.subject else ""))
+                         + (f"  {self.session.subject}" if self.session.subject
+                            and not self.subject_groups() else ""))
         target_px = 80
         raw = self.view_frames * target_px / max(width, 1)
         step = max(1, int(10 ** np.floor(np.log10(max(raw, 1)))))
@@ -441,15 +588,19 @@ class TimelineWidget(QWidget):
         if self.session is None:
             return
         pos = event.pos()
-        behavior = self.row_at(pos.y())
+        entry = self.entry_at(pos.y())
         frame = self.frame_at(pos.x())
-        if behavior is None or pos.x() < LABEL_WIDTH:
+        if entry is not None and entry[1] is None:  # a subject's header: the labeling target
+            self.subjectRequested.emit(entry[0])
+            return
+        if entry is None or pos.x() < LABEL_WIDTH:
             if pos.x() >= LABEL_WIDTH:
                 self._scrubbing = True
                 self.frameRequested.emit(frame)
             return
         value = event.button() == Qt.LeftButton
-        self._drag = (behavior, frame, value)
+        subject = entry[0] if self.subject_groups() else None
+        self._drag = (subject, entry[1], frame, value)
         self._drag_end = frame
         self.update()
 
@@ -464,13 +615,13 @@ class TimelineWidget(QWidget):
     def mouseReleaseEvent(self, event) -> None:  # noqa: N802 - Qt API
         self._scrubbing = False
         if self._drag is not None and self.session is not None:
-            behavior, start, value = self._drag
+            subject, behavior, start, value = self._drag
             self._drag = None
             end = self.frame_at(event.pos().x())
             if end == start:  # a click, not a drag: go there
                 self.frameRequested.emit(start)
             else:
-                self.session.set_range(behavior, start, end, value)
+                self.session.set_range(behavior, start, end, value, subject=subject)
             self.update()
 
     def wheelEvent(self, event) -> None:  # noqa: N802 - Qt API

@@ -20,6 +20,7 @@ examples:
   prism-science extract videos/ --out /shared/features.zarr --shard auto   # in sbatch --array
   prism-science extract clip.mp4 --out features.zarr --subjects clip.slp --crop-size 96
   prism-science extract arena.mp4 --out features.zarr --subjects auto --n-animals 2
+  prism-science extract clip.mp4 --out features.zarr --subjects clip_coco.json --boxes
 
 Rerunning the same command resumes: complete videos are skipped, unfinished ones continue from
 their last written chunk, and videos whose chunks are all written are marked complete. Exit
@@ -97,11 +98,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="crop side in pixels (default auto: 2.5 body lengths, at least 32)")
     a.add_argument("--align-heading", action="store_true",
                    help="rotate each crop so that the animal's heading points up")
+    a.add_argument("--boxes", action="store_true",
+                   help="instead of crops, pool each subject's box of the whole frame's token "
+                   "grid (RoIAlign; --tokens mean: one vector, grid: g x g bins); the tracks "
+                   "need boxes (ChimpACT COCO, KABR CVAT, a CSV with w, h, or auto)")
     r = p.add_argument_group("running")
     r.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda or cuda:N")
     r.add_argument("--batch-size", type=positive_int, default=8, help="clips per forward pass")
     r.add_argument("--threads", type=positive_int, default=None,
-                   help="torch threads on CPU (default: CPU cores - 1, one core decodes)")
+                   help="torch threads on CPU (default: every usable core when the machine is "
+                   "otherwise idle, else one left to decoding; docs/extraction.md)")
+    r.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="auto (default): bf16 autocast where the device computes bf16 natively "
+                   "(CUDA, CPUs with AVX512_BF16/AMX), else fp32; recorded in the store's "
+                   "provenance (docs/extraction.md)")
     r.add_argument("--glob", default=None,
                    help='pattern of files taken from folders, e.g. "*.mp4" (default: any video '
                    "extension)")
@@ -182,9 +192,10 @@ def run(args: argparse.Namespace) -> int:
             model=args.model, params=params, device=args.device, batch_size=args.batch_size,
             overwrite=args.overwrite, format=args.format, chunk_frames=args.chunk_frames,
             shard_frames=args.frames_per_file,
-            progress=not args.no_progress, threads=args.threads,
+            progress=not args.no_progress, threads=args.threads, precision=args.precision,
             subjects=args.subjects, n_animals=args.n_animals,
             crop_size=_crop_size(args.crop_size), align_heading=args.align_heading,
+            boxes=args.boxes,
         )
         cluster_options = {
             "workers_per_gpu": args.workers_per_gpu,

@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "prism_science.cli.probe",
     "prism_science.cli.search",
     "prism_science.cli.track",
+    "prism_science.cli.bench",
     "prism_science.cli.demo",
     "prism_science.cli.gui",
 )

@@ -9,6 +9,7 @@ Examples::
         --set teacher=runs/default/stage1/final mask_ratio=0.8
     prism-science pretrain stage2 --config stage2_tiny --resume
     prism-science pretrain stage1 --config stage1_tiny --workdir /scratch/prism_runs
+    prism-science pretrain stage1 --config stage1_crops   # animal-centred crops (crop_manifest)
 
 Paths stored in a named config are relative to ``--workdir`` (default ``./runs``); paths typed
 on the command line (``--out``, ``--set``, ``--sample-data``) are relative to the current
@@ -131,8 +132,10 @@ def _write_windows(cfg: TrainConfig) -> int:
     from prism_training.data import read_manifest, write_synth_window_manifest
 
     if not cfg.synth_dir or not cfg.manifest:
+        crops = (" (crop configs read the crops.jsonl that `prism-science synth "
+                 "--per-animal-crops` writes: no windows step)") if cfg.crop_manifest else ""
         raise ConfigError(
-            f"config {cfg.name} has no synth_dir or no manifest; set both, e.g. --set "
+            f"config {cfg.name} has no synth_dir or no manifest{crops}; set both, e.g. --set "
             "synth_dir=runs/synth_train manifest=runs/default/train_windows.jsonl")
     path = write_synth_window_manifest(cfg.synth_dir, cfg.manifest, cfg.window_frames)
     entries = read_manifest(path)

@@ -38,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="the video of a store holding several (see the store's video ids)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--batch-size", type=positive_int, default=4, help="clips per forward pass")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                        help="auto (default): bf16 autocast where the device computes bf16 "
+                        "natively (CUDA, CPUs with AVX512_BF16/AMX), else fp32")
     parser.add_argument("--no-cache", action="store_true",
                         help="neither read nor write clip embeddings in a store")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -64,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         results = search(args.source, args.queries, model=args.model, video_id=args.video_id,
                          hop=args.hop, top=args.top, device=args.device,
-                         batch_size=args.batch_size, cache=not args.no_cache, progress=progress)
+                         batch_size=args.batch_size, cache=not args.no_cache, progress=progress,
+                         precision=args.precision)
     except PrismError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 
+from prism_science.cli import positive_int
 from prism_science.errors import PrismError
 
 
@@ -61,11 +62,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--overwrite", action="store_true", help="regenerate existing clips")
     parser.add_argument("--workers", type=int, default=1,
                         help="processes generating clips in parallel (default 1)")
+    parser.add_argument("--per-animal-crops", action="store_true",
+                        help="also write each clip's exact tracks (NAME.tracks.csv) and "
+                        "crops.jsonl: one row per animal and window with the animal's own "
+                        "caption, the crop manifest that animal-centred pretraining reads")
+    parser.add_argument("--crop-window", type=positive_int, default=24, metavar="FRAMES",
+                        help="window length of --per-animal-crops in frames (default 24)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from prism_science.synth import SynthConfig, generate_dataset
+    from prism_science.synth import SynthConfig, generate_dataset, write_animal_windows
 
     try:
         config = SynthConfig(
@@ -79,9 +86,16 @@ def run(args: argparse.Namespace) -> int:
         paths = generate_dataset(args.out, args.n_videos, args.seed, config,
                                  prefix=args.prefix, overwrite=args.overwrite,
                                  workers=args.workers)
+        crops = write_animal_windows(args.out, window=args.crop_window) \
+            if args.per_animal_crops else None
     except PrismError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {len(paths)} clips to {args.out} ({time.perf_counter() - start:.1f} s); "
           f"captions in {args.out}/manifest.jsonl")
+    if crops is not None:
+        with open(crops) as handle:
+            n_rows = sum(1 for _ in handle)
+        print(f"per-animal crops: {n_rows} windows of {args.crop_window} frames (one row per "
+              f"animal and window, with tracks) in {crops}")
     return 0

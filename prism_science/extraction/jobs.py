@@ -88,7 +88,11 @@ class ExtractOptions:
     """Zarr: frames per shard file (a multiple of ``chunk_frames``); None: the store's default."""
     progress: bool = True
     threads: int | None = None
-    """Torch threads on CPU; None: one less than the CPU cores (one core decodes), at least 1."""
+    """Torch threads on CPU; None: every usable core on an idle machine, else one left to the
+    decode thread (:func:`prism_science.extraction.features.default_threads`)."""
+    precision: str = "fp32"
+    """Inference precision: ``fp32``, ``bf16`` or ``auto`` (bf16 where the device has it
+    natively); see :func:`prism_science.models.weights.resolve_precision`."""
     subjects: str | None = None
     """Per-subject features: a tracks file, or ``"auto"`` (the built-in tracker); None: whole
     frames. See :mod:`prism_science.extraction.subjects`."""
@@ -98,6 +102,9 @@ class ExtractOptions:
     """Crop side in pixels; None: 2.5 body lengths per subject (at least 32)."""
     align_heading: bool = False
     """Rotate each crop so that the subject's heading points up."""
+    boxes: bool = False
+    """With ``subjects``: pool each subject's box of the whole-frame token grid (RoIAlign)
+    instead of cropping; see :mod:`prism_science.extraction.roi`."""
 
 
 @dataclass

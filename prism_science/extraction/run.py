@@ -26,10 +26,12 @@ from prism_science.extraction.cluster import (
     slurm_cluster_kwargs,
 )
 from prism_science.extraction.features import (
+    default_threads,
     feature_key,
     feature_provenance,
     load_encoder,
     model_feature_shape,
+    resolve_device,
 )
 from prism_science.extraction.jobs import (
     ExtractOptions,
@@ -129,7 +131,20 @@ def run_extraction(
         )
     sources, problems = find_videos(paths, glob=glob, recursive=recursive)
     device = "cpu" if cluster else options.device
-    model = load_encoder(options.model, device=device)
+    previous_threads = torch.get_num_threads()
+    if not cluster and resolve_device(device).type == "cpu":
+        # Set before loading: the matmul backend is measured at the threads extraction uses.
+        # On a busy machine the decode thread keeps a core (default_threads, docs/extraction.md).
+        torch.set_num_threads(options.threads or default_threads())
+        logger.info("%d torch thread(s) (%s)", torch.get_num_threads(),
+                    "--threads" if options.threads else
+                    "default: all usable cores when idle, else one left to decoding")
+    try:
+        model = load_encoder(options.model, device=device, precision=options.precision,
+                             batch_size=options.batch_size)
+    except BaseException:
+        torch.set_num_threads(previous_threads)
+        raise
     params = options.params
     params.check(int(model.num_frames))
     key = feature_key(model, params)
@@ -137,14 +152,15 @@ def run_extraction(
     shape = model_feature_shape(model, params)
     report = ExtractReport(store_path=str(out), key=key, failed=list(problems),
                            shard=None if shard is None else str(shard))
-    previous_threads = torch.get_num_threads()
-    if not cluster and next(model.parameters()).device.type == "cpu":
-        # The decode thread needs a core: oversubscribed torch threads slow both down a lot.
-        torch.set_num_threads(options.threads or max(1, (os.cpu_count() or 1) - 1))
     cluster_options = dict(cluster_options or {})
     cluster_options.setdefault("task_frames", task_frames)
     try:
-        if options.subjects:
+        if options.boxes:
+            _run_subject_boxes(store_path=out, sources=sources, model=model, key=key,
+                               provenance=provenance, shape=shape, options=options,
+                               report=report, cluster=cluster, shard=shard,
+                               task_frames=task_frames)
+        elif options.subjects:
             _run_subjects(store_path=out, sources=sources, model=model, key=key,
                           provenance=provenance, shape=shape, options=options, report=report,
                           cluster=cluster, cluster_options=cluster_options, shard=shard,
@@ -304,6 +320,104 @@ def _run_subjects(*, store_path: str | os.PathLike[str], sources: list[VideoSour
         if sub_report.interrupted:
             break
     report.key = ", ".join(keys)
+
+
+def _run_subject_boxes(*, store_path: str | os.PathLike[str], sources: list[VideoSource],
+                       model: Any, key: str, provenance: dict[str, Any],
+                       shape: tuple[int, ...], options: ExtractOptions, report: ExtractReport,
+                       cluster: str | None, shard: Shard | None, task_frames: int) -> None:
+    """RoI features (``--boxes``): every subject's feature set from one decode of the video."""
+    from tqdm.auto import tqdm
+
+    from prism_science.extraction.roi import extract_box_ranges, roi_output_size, subject_boxes
+
+    if not options.subjects:
+        raise PrismError("--boxes pools each subject's box: give the boxes with --subjects "
+                         "TRACKS (ChimpACT COCO, KABR CVAT, a CSV with w, h) or --subjects auto")
+    if cluster:
+        raise ClusterError("--boxes pools every subject from one decode of the video in one "
+                           "process; --cluster is not supported with it: drop --cluster, or "
+                           "share the work with --shard i/N")
+    if options.crop_size is not None or options.align_heading:
+        raise PrismError("--crop-size and --align-heading shape crops; --boxes pools the "
+                         "whole frame's tokens over each box: drop one or the other")
+    if len(sources) != 1:
+        raise PrismError(
+            f"--subjects extracts one video at a time (its tracks belong to one video); "
+            f"{len(sources)} videos were given: run one command per video")
+    output_size = roi_output_size(options.params)
+    source = sources[0]
+    tracks, tracks_path = _subject_tracks(source, store_path, options)
+    probe = probe_video(source)
+    targets = subject_boxes(tracks, probe.n_frames, (probe.height, probe.width),
+                            output_size=output_size, video=str(source.path))
+    tracks_sha = file_sha256(tracks_path)
+    zarr = store_format(store_path, options.format) == "zarr"
+    parts = []  # (boxes, key, report, jobs, videos) per subject
+    with store_lock(store_path) if zarr else contextlib.nullcontext() as lock:
+        store = open_store(store_path, "a", format=options.format)
+        try:
+            for boxes in targets:
+                sub_key = subject_key(key, boxes.subject)
+                sub_provenance = {**provenance, "roi": boxes.identity(tracks_sha),
+                                  "tracks_path": str(tracks_path)}
+                sub_report = ExtractReport(store_path=report.store_path, key=sub_key,
+                                           shard=report.shard)
+                jobs, videos = _prepare(store, sources, {source.video_id: probe}, sub_key,
+                                        sub_provenance, shape, options, sub_report, lock)
+                parts.append((boxes, sub_key, sub_report, jobs, videos))
+        except BaseException:
+            store.close()
+            raise
+    try:
+        owned: dict[str, list[tuple[int, int]]] | None = None
+        if shard is not None and parts:
+            owned = {}
+            for vid, start, stop in assign_shards(parts[0][4], task_frames,
+                                                  shard.count)[shard.index]:
+                owned.setdefault(vid, []).append((start, stop))
+        work = []
+        for boxes, sub_key, _, jobs, _ in parts:
+            for job in jobs:
+                ranges = job.ranges if owned is None else intersect_ranges(
+                    job.ranges, owned.get(job.source.video_id, []))
+                if ranges:
+                    work.append((sub_key, boxes, ranges))
+        written: dict[str, int] = {}
+        failure: str | None = None
+        frames = {f for _, _, ranges in work for a, b in ranges for f in range(a, b)}
+        bar = tqdm(total=len(frames), desc=source.video_id[-40:], unit="frame",
+                   disable=not options.progress or not work)
+
+        def advance(n: int) -> None:
+            bar.update(n)
+            report.frames += n  # frames decoded and encoded once for all subjects
+
+        try:
+            if work:
+                logger.info("%s: RoI features of %d subject(s) from one decode -> %s",
+                            source.video_id, len(work), ", ".join(k for k, _, _ in work))
+                written = extract_box_ranges(
+                    model, store, source.video_id, source.path, options.params, work,
+                    batch_size=options.batch_size, on_frames=advance)
+        except KeyboardInterrupt:
+            report.interrupted, report.user_interrupt = CTRL_C, True
+            logger.warning("%s", CTRL_C)
+        except Exception as exc:  # noqa: BLE001 - reported per subject, the store is kept
+            failure = _reason(exc)
+        finally:
+            bar.close()
+        for boxes, sub_key, sub_report, jobs, _ in parts:
+            sub_report.interrupted = report.interrupted
+            wrote = {source.video_id} if written.get(sub_key) else set()
+            errors = {source.video_id: failure} if failure and any(
+                k == sub_key for k, _, _ in work) else {}
+            settle_videos(store, sub_key, jobs, sub_report, wrote=wrote, errors=errors,
+                          owned=owned)
+            _merge(report, sub_report, boxes.subject)
+    finally:
+        store.close()
+    report.key = ", ".join(p[1] for p in parts)
 
 
 def _merge(report: ExtractReport, part: ExtractReport, subject: str) -> None:

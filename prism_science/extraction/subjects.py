@@ -24,7 +24,7 @@ from PIL import Image
 from scipy import ndimage
 
 from prism_science.errors import TracksError
-from prism_science.tracks import Tracks
+from prism_science.tracks import Tracks, missing_runs
 
 __all__ = [
     "SUBJECT_SEPARATOR",
@@ -36,6 +36,7 @@ __all__ = [
     "split_subject_key",
     "subject_crops",
     "subject_key",
+    "warn_absent",
 ]
 
 logger = logging.getLogger(__name__)
@@ -234,6 +235,11 @@ class SubjectCrop:
             values[absent] = np.nan
         return values
 
+    def filled_centers(self) -> np.ndarray:
+        """(T, 2) centres where absent frames take the nearest present frame's centre (the
+        centres :meth:`transform` crops around; do not modify)."""
+        return self._filled_centers()
+
     def _filled_centers(self) -> np.ndarray:
         cached = getattr(self, "_filled", None)
         if cached is not None:
@@ -256,6 +262,35 @@ class SubjectCrop:
         return {"subject": self.subject, "tracks_sha256": tracks_sha256,
                 "size": int(self.size), "align_heading": self.headings is not None,
                 "smooth_frames": _SMOOTH_FRAMES}
+
+
+def warn_absent(present: np.ndarray, source: str, subject: str, n_frames: int,
+                what: str = "centroid") -> None:
+    """Log a warning naming the frames when a subject is absent from more than 5% of them.
+
+    Parameters
+    ----------
+    present : np.ndarray
+        (T,) bool, frames where the subject has a ``what``.
+    source : str
+        The tracks file, for the message.
+    subject : str
+        The subject's name.
+    n_frames : int
+        The video's frame count.
+    what : str
+        What the subject lacks in the other frames (``centroid``, ``box``).
+    """
+    missing = int((~present).sum())
+    if missing <= _WARN_MISSING * n_frames:
+        return
+    runs = missing_runs(~present)
+    shown = ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in runs[:5])
+    more = f" and {len(runs) - 5} more ranges" if len(runs) > 5 else ""
+    lacks = "is absent from" if what == "centroid" else f"has no {what} in"
+    logger.warning("subject %r of %s %s %d of %d frames (frames %s%s); their features are NaN "
+                   "and left out of training", subject, source, lacks, missing, n_frames, shown,
+                   more)
 
 
 def subject_crops(
@@ -309,14 +344,7 @@ def subject_crops(
             raise TracksError(
                 f"subject {name!r} of {tracks.source or 'the tracks'} is absent from every frame "
                 f"of {video}; leave it out or re-track it")
-        missing = int((~present).sum())
-        if missing > _WARN_MISSING * n_frames:
-            runs = tracks.missing_runs(k)
-            shown = ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in runs[:5])
-            more = f" and {len(runs) - 5} more ranges" if len(runs) > 5 else ""
-            logger.warning("subject %r of %s is absent from %d of %d frames (frames %s%s); "
-                           "their features are NaN and left out of training",
-                           name, tracks.source or "the tracks", missing, n_frames, shown, more)
+        warn_absent(present, tracks.source or "the tracks", name, n_frames)
         heading = tracks.heading[:, k] if align_heading else None
         centers, headings = smooth_track(tracks.centroids[:, k], heading)
         crops.append(SubjectCrop(subject=tracks.subjects[k], centers=centers, headings=headings,

@@ -174,6 +174,42 @@ def list_labels(store: Any, video_id: str) -> list[str]:
 
 BACKUP_MARK = ".backup-"
 """Backups of a label set ``name`` are the sets ``name.backup-1``, ``name.backup-2``, ..."""
+DAMAGED_MARK = ".damaged-"
+"""A label set ``name`` that does not read is kept as ``name.damaged-1`` (``-2``, ...)."""
+
+
+def set_aside_unreadable(store: Any, video_id: str, key: str) -> str | None:
+    """Move a label set that does not read (a write killed midway, or damage) out of the way.
+
+    Its stored bytes are copied as they are to ``<key>.damaged-<n>`` (an array item with the
+    attribute ``damaged_copy_of``) and the item is deleted, so that the next write of ``key``
+    starts clean and nothing that was there is lost.
+
+    Parameters
+    ----------
+    store : FeatureStore
+        Opened writable.
+    video_id, key : str
+        The video and the store key (``labels/<name>``).
+
+    Returns
+    -------
+    str or None
+        The key the bytes were copied to, or None when even they do not read (the item is then
+        deleted all the same: there was nothing left to keep).
+    """
+    n = 1
+    while store.has_item(video_id, f"{key}{DAMAGED_MARK}{n}"):
+        n += 1
+    aside: str | None = f"{key}{DAMAGED_MARK}{n}"
+    try:
+        raw = store.read_array(video_id, key)
+        store.write_array(video_id, aside, raw, {"damaged_copy_of": key})
+    except (PrismError, ValueError, OSError) as exc:
+        logger.warning("video %s: %r does not read at all (%s); removed", video_id, key, exc)
+        aside = None
+    store.delete_item(video_id, key)
+    return aside
 
 
 @dataclass(frozen=True)
@@ -224,6 +260,14 @@ def backup_labels(store: Any, video_id: str, name: str = "manual") -> str:
     existing = set(list_labels(store, video_id))
     n = 1
     while f"{name}{BACKUP_MARK}{n}" in existing:
+        backup_key = labels_key(f"{name}{BACKUP_MARK}{n}")
+        try:
+            if store.read_json(video_id, backup_key) == doc:
+                return f"{name}{BACKUP_MARK}{n}"  # kept already (a rerun after a crash)
+        except (PrismError, ValueError):
+            # a backup whose write was interrupted: set aside, and this slot reused
+            set_aside_unreadable(store, video_id, backup_key)
+            break
         n += 1
     backup = f"{name}{BACKUP_MARK}{n}"
     store.write_json(video_id, labels_key(backup), doc)
@@ -238,7 +282,10 @@ def import_labels(store: Any, video_id: str, table: LabelTable, name: str = "man
     A video without the label set ``name`` gets it (``"new"``); one holding the very same
     labels is left as it is (``"unchanged"``); one holding other labels keeps them unless
     ``replace`` (``"replace"``: nothing written), in which case they are first copied to
-    ``name.backup-<n>`` (:func:`backup_labels`) and then replaced (``"replaced"``).
+    ``name.backup-<n>`` (:func:`backup_labels`) and then replaced (``"replaced"``). An
+    existing set that does not read (its write was killed midway) holds no labels to protect:
+    its bytes are kept as ``name.damaged-<n>`` (:func:`set_aside_unreadable`) and the import
+    counts as ``"new"``, so a rerun after a crash completes.
 
     Parameters
     ----------
@@ -272,9 +319,14 @@ def import_labels(store: Any, video_id: str, table: LabelTable, name: str = "man
         try:
             old = store.read_json(video_id, key)
         except (PrismError, ValueError) as exc:
-            raise LabelError(f"{where}: the existing label set {key!r} does not read ({exc}); "
-                             "import under another --name, or repair the store (prism-science "
-                             "store repair)") from exc
+            if dry_run:  # the real import sets it aside (below); nothing is refused
+                logger.warning("%s: the existing label set %r does not read (%s)", where, key,
+                               exc)
+            else:
+                aside = set_aside_unreadable(store, video_id, key)
+                logger.warning("%s: the existing label set %r does not read (%s; a write "
+                               "interrupted by a crash, or damage); its bytes are kept as %r",
+                               where, key, exc, aside)
     if old is None:
         action = "new"
     elif json.loads(json.dumps(doc, default=str)) == old:

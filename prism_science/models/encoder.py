@@ -146,6 +146,52 @@ def resize_pos_emb(emb: torch.Tensor, target_shape: tuple[int, ...]) -> torch.Te
     return out.reshape(dim, -1).t().to(emb.dtype)
 
 
+def transformer_layer_flops(tokens: int, dim: int, mlp_dim: int) -> int:
+    """Forward FLOPs of one transformer layer over one sequence of ``tokens`` tokens.
+
+    Matmuls only, a multiply-add counted as 2 FLOPs (the convention of
+    :class:`torch.utils.flop_counter.FlopCounterMode` and of MFU figures): the query, key,
+    value and output projections (4 x 2 x L x D x D), the attention logits and the weighted sum
+    of values (2 x 2 x L x L x D), the two MLP matmuls (2 x 2 x L x D x M). Layer norms,
+    softmax, the logit cap and GELU are elementwise (under 1% of the total) and not counted.
+    """
+    projections = 2 * tokens * 4 * dim * dim
+    attention = 2 * 2 * tokens * tokens * dim
+    mlp = 2 * tokens * 2 * dim * mlp_dim
+    return projections + attention + mlp
+
+
+def encoder_flops(config: VideoEncoderConfig, frames: int | None = None,
+                  image_size: int | None = None) -> int:
+    """Forward FLOPs of :class:`VideoEncoder` for one clip, counted from ``config``.
+
+    Parameters
+    ----------
+    config : VideoEncoderConfig
+        The architecture.
+    frames : int, optional
+        Frames per clip; default ``config.num_frames``.
+    image_size : int, optional
+        Frame side in pixels (a multiple of the patch size); default ``config.image_size``.
+
+    Returns
+    -------
+    int
+        FLOPs (multiply-add = 2): patch projection, ``frames`` spatial passes over h*w tokens,
+        h*w temporal passes over ``frames`` tokens (see :func:`transformer_layer_flops`).
+        Divide by ``frames`` for FLOPs per frame (about 58 G for the official base model at
+        16 x 288 x 288).
+    """
+    t = int(frames or config.num_frames)
+    side = int(image_size or config.image_size) // config.patch_size
+    n = side * side
+    d, m, p = config.model_dim, config.mlp_dim, config.patch_size
+    patch = 2 * t * n * (p * p * 3) * d
+    spatial = t * config.num_spatial_layers * transformer_layer_flops(n, d, m)
+    temporal = n * config.num_temporal_layers * transformer_layer_flops(t, d, m)
+    return patch + spatial + temporal
+
+
 def check_video(video: Any, patch_size: int, name: str = "video") -> None:
     """Raise :class:`VideoInputError` unless ``video`` is a (B, T, H, W, 3) float tensor in [0, 1].
 
@@ -288,6 +334,8 @@ class VideoEncoder(ClipGeometry, nn.Module):
             c.norm_policy, c.attention,
         )
         self.temporal_ln = LayerNorm(c.model_dim)
+        # None: convolution patch embedding on CUDA inference only (use_conv_patch_embedding).
+        self.conv_patch_embedding: bool | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -352,11 +400,45 @@ class VideoEncoder(ClipGeometry, nn.Module):
         # Patch vector flattened (row, col, channel), as the official `_image_to_patch`.
         return rearrange(video, "b t (h p) (w q) c -> (b t) (h w) (p q c)", p=p, q=p)
 
+    def _conv_patch_embedding(self, video: torch.Tensor) -> torch.Tensor:
+        """The patch projection as a strided convolution over channels-last frames.
+
+        The same numbers as :meth:`_patchify` + ``patch_projection`` (a kernel = stride = p
+        convolution is that matmul), without materialising the (B*T, h*w, p*p*3) patch copy:
+        (B, T, H, W, C) viewed as (B*T, C, H, W) *is* channels-last memory, which cuDNN reads
+        directly. Returns (B*T, h*w, D).
+        """
+        p = self.config.patch_size
+        linear = self.patch_projection.linear
+        b, t, height, width, c = video.shape
+        frames = video.reshape(b * t, height, width, c).permute(0, 3, 1, 2)  # (BT, C, H, W)
+        # Linear weight (D, p*p*C) flattened (row, col, channel) -> conv weight (D, C, p, p).
+        weight = linear.weight.view(-1, p, p, c).permute(0, 3, 1, 2)
+        weight = weight.contiguous(memory_format=torch.channels_last)
+        out = F.conv2d(frames, weight, linear.bias, stride=p)  # (BT, D, h, w)
+        return rearrange(out, "n d h w -> n (h w) d")
+
+    def use_conv_patch_embedding(self, video: torch.Tensor) -> bool:
+        """Whether :meth:`embed_patches` takes the convolution path for ``video``.
+
+        ``self.conv_patch_embedding`` decides: True / False, or None (the default) for "on
+        CUDA float inference only" -- where cuDNN's channels-last convolution saves the patch
+        copy; on CPU the matmul over patches is as fast (and oneDNN-routed when chosen).
+        """
+        choice = getattr(self, "conv_patch_embedding", None)
+        if choice is None:
+            return video.device.type == "cuda" and not torch.is_grad_enabled()
+        return bool(choice)
+
     def embed_patches(self, video: torch.Tensor) -> torch.Tensor:
         """Patch projection plus (resized) spatial position embeddings: (B*T, h*w, D)."""
         _, _, height, width, _ = video.shape
         p = self.config.patch_size
-        x = self.patch_projection(self._patchify(video.to(self.patch_projection.linear.weight)))
+        video = video.to(self.patch_projection.linear.weight)
+        if self.use_conv_patch_embedding(video):
+            x = self._conv_patch_embedding(video)
+        else:
+            x = self.patch_projection(self._patchify(video))
         pos = self.spatial_pos_emb.emb_var
         grid = (height // p, width // p)
         if grid != (self.config.grid_size, self.config.grid_size):

@@ -15,19 +15,41 @@ Two attention implementations share the same parameters:
 * ``"flex"``: FlexAttention (``torch.nn.attention.flex_attention``, compiled) with the cap and the
   mask as a score modifier: the exact semantics in a fused kernel. The first call per input shape
   compiles (tens of seconds on a small CPU); worth it for long runs over same-shaped clips.
+
+Of the fused paths only ``flex`` is exact for a capped model (``fast`` is exact only without a
+cap). :func:`choose_attention` picks per device -- on CUDA ``fast`` for uncapped layers (SDPA's
+flash / memory-efficient kernels), ``flex`` for capped ones where Triton is installed, else
+``exact``; on CPU the config's choice -- and :func:`set_attention` applies it to a model
+(``load_encoder`` does so on CUDA). An automatically chosen ``flex`` that fails to compile on the
+device falls back to ``exact`` once, with a warning.
+
+Dense layers run through torch's default CPU matmul (MKL on x86 builds) or, after
+:func:`set_matmul_backend`, through oneDNN with prepacked weights (and the GELU fused into the
+first MLP matmul) -- the same numbers within 1e-5. Which is faster depends on the CPU, so
+:func:`choose_matmul_backend` measures both on the model's own shapes (docs/models.md).
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from prism_science.errors import ConfigError
+
 ATTENTION_IMPLEMENTATIONS = ("exact", "fast", "flex")
 NORM_POLICIES = ("pre", "primer_hybrid", "post", "post_skip")
+MATMUL_BACKENDS = ("auto", "default", "onednn")
+"""``default``: torch's own CPU matmul (MKL); ``onednn``: oneDNN with prepacked weights;
+``auto``: whichever :func:`choose_matmul_backend` measures faster on this CPU."""
+
+logger = logging.getLogger(__name__)
 
 # Copied from the official `_get_large_negative_number`: masked logits become -0.7 * max.
 _LARGE_NEGATIVE = -0.7 * float(torch.finfo(torch.float32).max)
@@ -93,9 +115,17 @@ class FeedForward(nn.Module):
         super().__init__()
         self.linear = nn.Linear(in_dim, out_dim)
         self.activation = activation
+        self.onednn = False  # set by set_matmul_backend
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Project ``x`` (..., in_dim) to (..., out_dim)."""
+        if self.onednn and _onednn_applies(x):
+            # The activation runs inside the oneDNN matmul when oneDNN has it (GELU, ReLU).
+            fused = _ONEDNN_ACTIVATIONS.get(self.activation)
+            x = _onednn_linear(self, x, self.linear.weight, self.linear.bias, fused or "none")
+            if fused or self.activation is None:
+                return x
+            return self.activation(x)
         x = self.linear(x)
         return self.activation(x) if self.activation is not None else x
 
@@ -156,6 +186,8 @@ class DotProductAttention(nn.Module):
         self.value = nn.Linear(dim, inner)
         self.post = nn.Linear(inner, dim)
         self.per_dim_scale = PerDimScale(dim_per_head) if per_dim_scale else None
+        self.onednn = False  # set by set_matmul_backend
+        self.auto_flex = False  # set by set_attention("auto"): fall back to exact on failure
 
     def _fused_qkv(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Concatenated query/key/value weights and biases ((3*N*H, D), (3*N*H,)).
@@ -235,6 +267,19 @@ class DotProductAttention(nn.Module):
 
         return _flex_attention()(q, k, v, score_mod=score_mod, scale=scale)
 
+    def _auto_flex(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
+                   mask: torch.Tensor | None) -> torch.Tensor:
+        """``flex`` chosen by :func:`set_attention` ("auto"): on a compile failure (no Triton
+        for this GPU, an unsupported head size) fall back to ``exact`` for good."""
+        try:
+            return self._flex(q, k, v, scale, mask)
+        except Exception as exc:  # noqa: BLE001 - any compiler failure; exact is always valid
+            logger.warning("FlexAttention failed on %s (%s: %s); using the exact attention path",
+                           q.device, type(exc).__name__, str(exc).splitlines()[0][:200])
+            self.implementation = "exact"
+            self.auto_flex = False
+            return self._exact(q, k, v, scale, mask)
+
     def forward(
         self,
         query_vec: torch.Tensor,
@@ -261,7 +306,10 @@ class DotProductAttention(nn.Module):
             # Self-attention: one fused projection over the concatenated weights.
             weight, bias = self._fused_qkv()
             b, length, _ = query_vec.shape
-            qkv = F.linear(query_vec, weight, bias)
+            if self.onednn and _onednn_applies(query_vec):
+                qkv = _onednn_linear(self, query_vec, weight, bias, "none", slot="qkv")
+            else:
+                qkv = F.linear(query_vec, weight, bias)
             qkv = qkv.view(b, length, 3, self.num_heads, self.dim_per_head).permute(2, 0, 3, 1, 4)
             q, k, v = qkv.unbind(0)  # each (B, N, L, H)
         else:
@@ -281,12 +329,17 @@ class DotProductAttention(nn.Module):
                 attn_mask = torch.zeros(mask.shape, dtype=q.dtype, device=q.device).masked_fill(
                     mask, 0.7 * torch.finfo(q.dtype).min)
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=scale)
+        elif self.implementation == "flex" and self.auto_flex:
+            out = self._auto_flex(q, k, v, scale, mask)
         elif self.implementation == "flex":
             out = self._flex(q, k, v, scale, mask)
         else:
             out = self._exact(q, k, v, scale, mask)
         b, _, t, _ = out.shape
         out = out.transpose(1, 2).reshape(b, t, self.num_heads * self.dim_per_head)
+        if self.onednn and _onednn_applies(out):
+            return _onednn_linear(self, out, self.post.weight, self.post.bias, "none",
+                                  slot="post")
         return self.post(out)
 
 
@@ -502,9 +555,217 @@ def relu(x: torch.Tensor) -> torch.Tensor:
     return F.relu(x)
 
 
+# Activations oneDNN computes inside its matmul (exact erf GELU, as `gelu` above).
+_ONEDNN_ACTIVATIONS: dict[Callable[[torch.Tensor], torch.Tensor] | None, str] = {
+    gelu: "gelu", relu: "relu"}
+
+
 def l2_normalize(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     """Official ``_l2_normalize``: ``x / sqrt(sum(x**2) + eps)`` over the last axis."""
     return x / torch.sqrt(torch.sum(x * x, dim=-1, keepdim=True) + eps)
+
+
+# -- the oneDNN matmul path ---------------------------------------------------------------------
+def onednn_available() -> bool:
+    """Whether this torch build has the oneDNN prepacked linear (x86 builds with mkldnn)."""
+    return bool(torch.backends.mkldnn.is_available()) and hasattr(
+        torch.ops.mkldnn, "_linear_pointwise") and hasattr(torch.ops.mkldnn,
+                                                            "_reorder_linear_weight")
+
+
+def _onednn_applies(x: torch.Tensor) -> bool:
+    """oneDNN serves float32 CPU inference only; autograd, autocast and other dtypes and
+    devices take the default path."""
+    return (x.device.type == "cpu" and x.dtype == torch.float32
+            and not torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu")
+            and not torch.compiler.is_compiling())
+
+
+def _onednn_linear(owner: nn.Module, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                   activation: str, slot: str = "linear") -> torch.Tensor:
+    """``F.linear(x, weight, bias)`` (then ``activation``) through oneDNN with a prepacked weight.
+
+    The packed weight is cached on ``owner`` until the weight changes (storage or version), so
+    packing happens once per layer, not per call.
+    """
+    # Inference tensors (the fused QKV weight cached under inference_mode) have no version.
+    version = -1 if weight.is_inference() else weight._version
+    stamp = (id(weight), weight.data_ptr(), version, tuple(weight.shape))
+    cache: dict[str, Any] = owner.__dict__.setdefault("_onednn_cache", {})
+    entry = cache.get(slot)
+    if entry is None or entry[0] != stamp:
+        rows = max(1, x.numel() // x.shape[-1])  # a layout hint; other row counts work too
+        entry = (stamp, torch.ops.mkldnn._reorder_linear_weight(weight.detach(), rows))
+        cache[slot] = entry
+    algorithm = "none" if activation == "gelu" else ""
+    return torch.ops.mkldnn._linear_pointwise(x, entry[1], bias, activation, [], algorithm)
+
+
+def set_matmul_backend(model: nn.Module, backend: str) -> str:
+    """Route the dense layers of ``model`` through ``backend`` for float32 CPU inference.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Any model of this package (its :class:`FeedForward` and :class:`DotProductAttention`
+        layers are switched; other layers keep torch's default).
+    backend : {"default", "onednn"}
+        ``"onednn"`` falls back to ``"default"`` (with a log line) where this torch has no
+        oneDNN.
+
+    Returns
+    -------
+    str
+        The backend now in use; also stored as ``model.matmul_backend``.
+    """
+    if backend not in MATMUL_BACKENDS[1:]:
+        raise ConfigError(f"matmul backend {backend!r} is not one of {MATMUL_BACKENDS[1:]} "
+                          "(measure with choose_matmul_backend for 'auto')")
+    if backend == "onednn" and not onednn_available():
+        logger.info("this torch build has no oneDNN linear: using torch's default matmul")
+        backend = "default"
+    for module in model.modules():
+        if isinstance(module, FeedForward | DotProductAttention):
+            module.onednn = backend == "onednn"
+            module.__dict__.pop("_onednn_cache", None)
+    model.matmul_backend = backend
+    return backend
+
+
+def choose_matmul_backend(model: nn.Module, rows: int, rounds: int = 3,
+                          margin: float = 0.05) -> tuple[str, dict[str, float]]:
+    """Measure torch's default matmul against oneDNN on ``model``'s own MLP, pick the faster.
+
+    Times one transformer MLP block (matmul, GELU, matmul) of the model on ``rows`` tokens
+    both ways at the current torch thread count, in interleaved rounds, best wall time of each
+    (a shared machine's load moves from second to second; process CPU time over-counts
+    multi-threaded calls on some virtual machines). oneDNN is chosen only when at least
+    ``margin`` faster. Costs a few tenths of a second for a base-size model.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A model of this package (float32 weights on CPU).
+    rows : int
+        Tokens per call (batch x frames x patches), as inference will run.
+    rounds : int
+        Interleaved timing rounds.
+    margin : float
+        Fraction by which oneDNN must win.
+
+    Returns
+    -------
+    (str, dict)
+        ``"default"`` or ``"onednn"``, and the best wall seconds of each.
+    """
+    block = next((m for m in model.modules() if isinstance(m, TransformerFeedForward)), None)
+    weight = next(model.parameters(), None)
+    if (block is None or weight is None or weight.device.type != "cpu"
+            or weight.dtype != torch.float32 or not onednn_available()):
+        return "default", {}
+    dim = block.ffn_layer1.linear.in_features
+    rows = max(1, min(int(rows), 4096))  # enough to time the kernels, bounded for big batches
+    x = torch.randn(rows, dim, generator=torch.Generator().manual_seed(0))
+    before = block.ffn_layer1.onednn, block.ffn_layer2.onednn
+    best = {"default": float("inf"), "onednn": float("inf")}
+    try:
+        with torch.inference_mode():
+            for round_ in range(rounds + 1):  # round 0 warms up (and packs the weights)
+                for name in best:
+                    block.ffn_layer1.onednn = block.ffn_layer2.onednn = name == "onednn"
+                    t0 = time.perf_counter()
+                    block.ffn_layer2(block.ffn_layer1(x))
+                    if round_:
+                        best[name] = min(best[name], time.perf_counter() - t0)
+    finally:
+        block.ffn_layer1.onednn, block.ffn_layer2.onednn = before
+    choice = "onednn" if best["onednn"] < (1.0 - margin) * best["default"] else "default"
+    logger.info("matmul backend %s (MLP of %d tokens: default %.1f ms, oneDNN %.1f ms)",
+                choice, rows, 1e3 * best["default"], 1e3 * best["onednn"])
+    return choice, best
+
+
+# -- attention per device -----------------------------------------------------------------------
+def flex_available(device: str | torch.device) -> bool:
+    """Whether compiled FlexAttention can run on ``device``: the torch API, plus Triton on CUDA
+    (the CPU path compiles with the C++ backend)."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch.nn.attention.flex_attention") is None:
+        return False
+    if torch.device(device).type == "cuda":
+        return importlib.util.find_spec("triton") is not None
+    return True
+
+
+def choose_attention(atten_logit_cap: float, device: str | torch.device,
+                     configured: str = "exact") -> str:
+    """The attention implementation that computes ``configured``'s semantics best on ``device``.
+
+    Parameters
+    ----------
+    atten_logit_cap : float
+        The layer's soft cap (``<= 0``: none).
+    device : str or torch.device
+        Where the model runs.
+    configured : {"exact", "fast", "flex"}
+        The config's choice. ``fast`` (a deliberate approximation when capped) is kept.
+
+    Returns
+    -------
+    str
+        On CUDA: ``fast`` without a cap (SDPA computes exactly that, in flash or
+        memory-efficient kernels); with a cap ``flex`` (the cap and mask fused, exact within
+        1.4e-6) where :func:`flex_available`, else ``exact``. On other devices ``configured``
+        (compiling FlexAttention costs tens of seconds per input shape on a small CPU, and the
+        exact path there runs the oneDNN/MKL matmuls).
+    """
+    if configured not in ATTENTION_IMPLEMENTATIONS:
+        raise ConfigError(f"attention {configured!r} is not one of {ATTENTION_IMPLEMENTATIONS}")
+    if torch.device(device).type != "cuda" or configured == "fast":
+        return configured
+    if atten_logit_cap <= 0.0:
+        return "fast"
+    return "flex" if flex_available(device) else "exact"
+
+
+def set_attention(model: nn.Module, implementation: str,
+                  device: str | torch.device | None = None) -> dict[str, int]:
+    """Switch every :class:`DotProductAttention` of ``model`` to ``implementation``.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Any model of this package.
+    implementation : {"auto", "exact", "fast", "flex"}
+        ``auto``: per layer, :func:`choose_attention` for its cap on ``device`` (default: the
+        device of the model's parameters); a ``flex`` chosen this way falls back to ``exact``
+        if it fails to compile.
+    device : str or torch.device, optional
+        See ``implementation``.
+
+    Returns
+    -------
+    dict
+        How many attention layers now use each implementation.
+    """
+    if implementation != "auto" and implementation not in ATTENTION_IMPLEMENTATIONS:
+        raise ConfigError(f"attention {implementation!r} is not one of "
+                          f"{('auto', *ATTENTION_IMPLEMENTATIONS)}")
+    if device is None:
+        first = next(model.parameters(), None)
+        device = first.device if first is not None else "cpu"
+    counts: dict[str, int] = {}
+    for module in model.modules():
+        if isinstance(module, DotProductAttention):
+            if implementation == "auto":
+                chosen = choose_attention(module.atten_logit_cap, device, module.implementation)
+                module.auto_flex = chosen == "flex" and module.implementation != "flex"
+            else:
+                chosen, module.auto_flex = implementation, False
+            module.implementation = chosen
+            counts[chosen] = counts.get(chosen, 0) + 1
+    return counts
 
 
 def init_weights(module: nn.Module) -> None:

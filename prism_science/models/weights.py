@@ -13,6 +13,7 @@ Hugging Face Hub and converted into the cache first. ``"default"`` is
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,10 @@ __all__ = [
     "load_model",
     "load_state",
     "model_table",
+    "PRECISIONS",
+    "native_bf16",
+    "precision_context",
+    "resolve_precision",
     "read_config",
     "read_tensors",
     "save_model",
@@ -76,6 +81,66 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+PRECISIONS = ("auto", "fp32", "bf16")
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+"""Inference precisions: ``fp32``; ``bf16`` (autocast: matmuls in bfloat16, softmax, layer norm
+and the stored features in float32); ``auto``: :func:`resolve_precision`."""
+
+
+def native_bf16(device: str | torch.device = "cpu") -> bool:
+    """Whether ``device`` computes bfloat16 matmuls natively.
+
+    CPU: the AVX512_BF16 or AMX instructions (Intel Cooper Lake / Sapphire Rapids and later,
+    AMD Zen 4 and later); without them oneDNN emulates bf16 and the gain is not worth the
+    deviation. CUDA: ``torch.cuda.is_bf16_supported()`` (Ampere and later).
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if device.type != "cpu":
+        return False
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+
+
+def resolve_precision(precision: str, device: str | torch.device = "cpu") -> str:
+    """The precision ``"fp32"`` or ``"bf16"`` that ``precision`` means on ``device``.
+
+    Parameters
+    ----------
+    precision : {"auto", "fp32", "bf16"}
+        ``auto``: bf16 where the device has native bf16 (:func:`native_bf16`), else fp32.
+    device : str or torch.device
+        Where the model runs.
+
+    Returns
+    -------
+    str
+        ``"fp32"`` or ``"bf16"``.
+
+    Raises
+    ------
+    ConfigError
+        ``precision`` is not one of :data:`PRECISIONS`.
+    """
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}; "
+                          "use --precision auto, fp32 or bf16")
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return precision
+
+
+def precision_context(precision: str, device: str | torch.device = "cpu"
+                      ) -> contextlib.AbstractContextManager[Any]:
+    """A context that runs a model's forward in ``precision`` (``"fp32"``/``"bf16"``) on
+    ``device``: bf16 autocast, or nothing for fp32. ``"auto"`` is resolved first."""
+    device = torch.device(device)
+    if resolve_precision(precision, device) == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def weights_status(name: str) -> str:
@@ -119,7 +184,7 @@ def model_table() -> list[dict[str, Any]]:
 
 
 def load_model(name_or_dir: str | Path, *, device: str | torch.device | None = None,
-               dtype: torch.dtype | None = None, **overrides: Any) -> nn.Module:
+               dtype: torch.dtype | str | None = None, **overrides: Any) -> nn.Module:
     """Load a model by registered name, alias, "default", or weights folder, in eval mode.
 
     Parameters
@@ -132,8 +197,11 @@ def load_model(name_or_dir: str | Path, *, device: str | torch.device | None = N
         or the path of a weights folder.
     device : str or torch.device, optional
         Where the weights are placed (read there directly); default CPU, memory-mapped.
-    dtype : torch.dtype, optional
-        Dtype of the floating-point weights (default float32), e.g. ``torch.bfloat16``.
+    dtype : torch.dtype or str, optional
+        Dtype of the floating-point weights (default float32), e.g. ``torch.bfloat16``; also
+        ``"fp32"``, ``"bf16"`` or ``"auto"`` (bf16 where ``device`` has native bf16, see
+        :func:`resolve_precision`). For inference with float32 softmax and layer norms prefer
+        float32 weights under :func:`precision_context` (what ``--precision`` does).
     **overrides
         Config fields to change, e.g. ``atten_logit_cap=0.0`` or ``attention="fast"``; unknown
         fields raise :class:`~prism_science.errors.ConfigError`.
@@ -151,6 +219,8 @@ def load_model(name_or_dir: str | Path, *, device: str | torch.device | None = N
         Corrupt or mismatching weights, or an official download that failed (the message
         names the file to fetch and the ``convert-weights`` command to run).
     """
+    if isinstance(dtype, str):
+        dtype = _DTYPES[resolve_precision(dtype, device or "cpu")]
     path = Path(name_or_dir)
     key = str(name_or_dir)
     loading = {"device": device, "dtype": dtype}

@@ -23,6 +23,7 @@ saved into its store (:meth:`prism_science.session.LabelingSession.save`) all wr
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,8 @@ PREDICTIONS = "predictions"
 """Group of the prediction sets of a video."""
 DEFAULT_PREDICTION_NAME = "probe"
 """Prediction set name when no probe folder names it (the plugin's default)."""
+WRITE_ID = "write_id"
+"""Attribute of ``scores`` and ``binary`` naming the write that made them (the same in both)."""
 
 
 def default_prediction_name(probe_dir: str | Path | None = None) -> str:
@@ -270,8 +273,10 @@ def write_predictions(
         logger.info("%s: replacing the single-array predictions %r of video %s (earlier "
                     "layout)", store.path, name, video_id)
         store.delete_item(video_id, base)
+    # One id in both arrays' attrs: a kill between their writes leaves ids that differ, and
+    # load_predictions refuses the pair instead of mixing two runs.
     meta = {**(attrs or {}), "behaviors": behaviors, "thresholds": [float(t) for t in cut],
-            "postprocess": post, "decision": decision}
+            "postprocess": post, "decision": decision, WRITE_ID: uuid.uuid4().hex}
     store.write_array(video_id, f"{base}/scores", scores, meta)
     store.write_array(video_id, f"{base}/binary", binary, meta)
     if save_label_table:
@@ -373,13 +378,26 @@ def load_predictions(store: Any, video_id: str, name: str
     Raises
     ------
     ProbeError
-        The video has no prediction set ``name``.
+        The video has no prediction set ``name``, or its writing was interrupted (a kill
+        between the writes of ``scores`` and ``binary``: never a mix of two runs).
     """
     base = f"{PREDICTIONS}/{name}"
     if store.has_item(video_id, f"{base}/scores"):
-        scores = store.read_array(video_id, f"{base}/scores").astype(np.float32)
-        binary = store.read_array(video_id, f"{base}/binary").astype(np.int8)
-        return scores, binary, store.read_array_attrs(video_id, f"{base}/scores")
+        interrupted = ProbeError(
+            f"{store.path}: the predictions {name!r} of video {video_id!r} were interrupted "
+            "while being written (their scores and binary arrays are not of one run); run "
+            f"`prism-science probe predict ... --name {name}` again.")
+        try:
+            attrs = store.read_array_attrs(video_id, f"{base}/scores")
+            binary_attrs = store.read_array_attrs(video_id, f"{base}/binary")
+            scores = store.read_array(video_id, f"{base}/scores").astype(np.float32)
+            binary = store.read_array(video_id, f"{base}/binary").astype(np.int8)
+        except StoreError as exc:
+            raise interrupted from exc
+        if ("behaviors" not in attrs or attrs.get(WRITE_ID) != binary_attrs.get(WRITE_ID)
+                or scores.shape != binary.shape):
+            raise interrupted
+        return scores, binary, attrs
     if has_predictions(store, video_id, name):
         attrs = dict(store.read_array_attrs(video_id, base))
         scores = store.read_array(video_id, base).astype(np.float32)

@@ -100,17 +100,19 @@ def subject_feature_keys(store: Any, video_id: str,
             "--subjects TRACKS` for it")
     subjects: dict[str, str] = {}
     for key in sorted(by_base[base_key]):
-        crop = store.feature_provenance(video_id, key).get("crop") or {}
+        provenance = store.feature_provenance(video_id, key)
+        crop = provenance.get("crop") or provenance.get("roi") or {}
         subjects[str(crop.get("subject") or split_subject_key(key)[1])] = key
     return base_key, subjects
 
 
 def _comparable(provenance: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(provenance)
-    crop = dict(out.get("crop") or {})
-    for name in _PER_SUBJECT_CROP:
-        crop.pop(name, None)
-    out["crop"] = crop
+    for field in ("crop", "roi"):  # crops or RoI boxes: per-subject fields may differ
+        part = dict(out.get(field) or {})
+        for name in _PER_SUBJECT_CROP:
+            part.pop(name, None)
+        out[field] = part
     return out
 
 

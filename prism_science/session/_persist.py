@@ -11,6 +11,7 @@ in the store.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -34,6 +35,8 @@ SESSION_FORMAT = "prism-science.session"
 SESSION_VERSION = 1
 STORE_SESSION_KEY = "gui/session"
 """Where a session is kept inside a feature store (a JSON document of the video)."""
+PREDICTIONS_DIGEST = "predictions_sha256"
+"""Field of a session file: the sha256 of the predictions ``.npz`` saved with it."""
 DAMAGED_SUFFIX = ".damaged-"
 """A damaged session file ``F`` is kept as ``F.damaged-<YYYYmmdd-HHMMSS>``."""
 # What building a session from a document of wrong types can raise besides LabelError.
@@ -139,8 +142,6 @@ def default_session_path(video_path: str | os.PathLike[str]) -> Path:
     beside = video_path.with_name(video_path.name + ".prism-session.json")
     if os.access(video_path.parent, os.W_OK):
         return beside
-    import hashlib
-
     digest = hashlib.sha256(str(video_path.resolve()).encode()).hexdigest()[:16]
     cache = Path.home() / ".cache" / "prism-science" / "sessions"
     return cache / f"{video_path.name}.{digest}.json"
@@ -203,7 +204,13 @@ class SessionPersistence:
             arrays = {f"proba_{i}": t.proba for i, t in enumerate(self.predictions.values())}
             np.savez_compressed(buffer, **arrays)
             atomic_write_bytes(pred_path, buffer.getvalue())
-        text = json.dumps(self.to_dict(), indent=1, allow_nan=False)
+            self._predictions_sha256 = hashlib.sha256(buffer.getvalue()).hexdigest()
+        document = self.to_dict()
+        if self.predictions and getattr(self, "_predictions_sha256", None):
+            # Pairs the two files: a crash between their renames leaves a .npz of a newer save
+            # beside this file, which loading then recognises (and leaves unread).
+            document[PREDICTIONS_DIGEST] = self._predictions_sha256
+        text = json.dumps(document, indent=1, allow_nan=False)
         atomic_write_bytes(target, text.encode("utf-8"))
         if target == self.path or self.path is None:
             self.path = target
@@ -445,6 +452,7 @@ class SessionPersistence:
         session = cls.from_dict(data, n_frames=n_frames, timestamps=timestamps,
                                 source_name=str(path))
         session.path = path
+        session._predictions_sha256 = data.get(PREDICTIONS_DIGEST)
         tracks = data.get("predictions") or {}
         if not isinstance(tracks, dict):
             raise LabelError(f"{path}: field 'predictions' is {type(tracks).__name__}, expected "
@@ -460,6 +468,17 @@ class SessionPersistence:
             logger.warning("%s: predictions file %s is missing; predictions not loaded",
                            path, pred_path)
             return
+        expected = getattr(self, "_predictions_sha256", None)
+        if expected is not None:
+            try:
+                digest = hashlib.sha256(pred_path.read_bytes()).hexdigest()
+            except OSError as exc:
+                raise LabelError(f"{pred_path}: the predictions do not read ({exc})") from exc
+            if digest != expected:
+                raise LabelError(
+                    f"{pred_path}: written by another save of the session than {path.name} "
+                    "(its sha256 differs from the one the session file records: a crash "
+                    "between saving the two files); predict again to restore the predictions")
         try:
             with np.load(pred_path, allow_pickle=False) as arrays:
                 for i, (name, meta) in enumerate(tracks.items()):

@@ -4,13 +4,15 @@ Both backends address groups and arrays by ``/``-joined paths and expose the sam
 (``node``, ``exists``, ``attrs``, ``set_attrs``, ``groups``, ``children``, ``require_group``,
 ``create_array``, ``delete``, ``flush``, ``close``), so :class:`~prism_science.store.FeatureStore`
 holds the schema once, whatever the file format. HDF5 attribute values are stored as JSON strings.
+``batch()`` groups changes into one commit (HDF5: one atomic replace of the main file; Zarr:
+nothing to group). This module holds Zarr and what both share; the kill-safe HDF5 store is
+:class:`prism_science.store.hdf5.HDF5Backend` (docs/store.md).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import logging
 import os
 import re
@@ -23,14 +25,16 @@ import numpy as np
 
 from prism_science.errors import StoreError
 
-__all__ = ["HDF5Backend", "ZarrBackend", "jsonable", "write_error"]
+__all__ = ["READ_ONLY_ERRNOS", "ZarrBackend", "check_writable_location", "damaged", "errno_of",
+           "jsonable", "write_error"]
 
 logger = logging.getLogger(__name__)
 
-_READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
+READ_ONLY_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM)
+"""Errors meaning that the disk or the file may not be written."""
 
 
-def _errno_of(exc: BaseException) -> int | None:
+def errno_of(exc: BaseException) -> int | None:
     """The errno of an OSError, or the ``errno = N`` that HDF5 writes into its messages."""
     if isinstance(exc, OSError) and exc.errno:
         return exc.errno
@@ -44,16 +48,14 @@ def write_error(path: Path, exc: BaseException, doing: str) -> StoreError:
     A full disk and a read-only disk (or missing permission) get their own advice; the original
     error is named otherwise.
     """
-    code = _errno_of(exc)
+    code = errno_of(exc)
     if code == errno.ENOSPC or code == errno.EDQUOT:
-        after = ("if the file no longer opens, `prism-science store repair` recovers its "
-                 "complete videos" if path.suffix.lower() in (".h5", ".hdf5", ".he5") else
-                 "what was written before is kept and a rerun resumes")
+        after = "what was written before is kept and a rerun resumes"
         return StoreError(
             f"{path}: the disk is full (no space left) while writing {doing}; free space or use "
             f"a store on another disk, then rerun the same command; {after}"
         )
-    if code in _READ_ONLY:
+    if code in READ_ONLY_ERRNOS:
         return StoreError(
             f"{path}: cannot write {doing}: {os.strerror(code)}; the store is read-only for this "
             "process: open it on a writable disk, fix its permissions, or copy it elsewhere"
@@ -61,14 +63,15 @@ def write_error(path: Path, exc: BaseException, doing: str) -> StoreError:
     return StoreError(f"{path}: writing {doing} failed ({exc}); check the disk and rerun")
 
 
-def _damaged(store: Path, path: str, exc: BaseException) -> StoreError:
+def damaged(store: Path, path: str, exc: BaseException) -> StoreError:
+    """A StoreError saying that ``path`` of ``store`` does not read (``exc``) and to repair."""
     return StoreError(
         f"{store}: cannot read {path or '/'!r}, the store is damaged ({exc}); "
         "`prism-science store repair` recovers its complete videos (docs/store.md)"
     )
 
 
-def _check_writable_location(path: Path) -> None:
+def check_writable_location(path: Path) -> None:
     """StoreError when ``path`` (or, when it does not exist yet, its nearest existing folder)
     cannot be written: a read-only file system, or missing permission."""
     probe = path
@@ -127,7 +130,7 @@ class ZarrBackend:
             )
         self.path = path
         if mode != "r":
-            _check_writable_location(path)
+            check_writable_location(path)
         if mode in ("a", "r+", "r") and path.is_dir() and any(path.iterdir()) and not (
             path / "zarr.json"
         ).exists():
@@ -159,13 +162,18 @@ class ZarrBackend:
         except OSError as exc:
             raise write_error(self.path, exc, doing) from exc
 
-    def node(self, path: str) -> Any:
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Zarr writes each change to its own file at once: nothing to group."""
+        yield
+
+    def node(self, path: str, writable: bool = False) -> Any:
         try:
             return self.root[path] if path else self.root
         except KeyError:
             raise
         except (OSError, ValueError, TypeError) as exc:  # a zarr.json that does not parse
-            raise _damaged(self.path, path, exc) from exc
+            raise damaged(self.path, path, exc) from exc
 
     def exists(self, path: str) -> bool:
         try:
@@ -201,9 +209,10 @@ class ZarrBackend:
 
     def create_array(self, path: str, shape: tuple[int, ...], chunks: tuple[int, ...],
                      dtype: Any, data: np.ndarray | None = None,
-                     shards: tuple[int, ...] | None = None) -> Any:
+                     shards: tuple[int, ...] | None = None, separate: bool = False) -> Any:
         """Create (or replace) an array; ``shards``: Zarr v3 shards of whole ``chunks`` (one
-        file per shard), None for one file per chunk."""
+        file per shard), None for one file per chunk; ``separate`` is ignored (every array has
+        files of its own)."""
         parent, _, name = path.rpartition("/")
         if parent:
             self.require_group(parent)
@@ -225,167 +234,3 @@ class ZarrBackend:
 
     def close(self) -> None:
         pass
-
-
-class HDF5Backend:
-    """Node access on an HDF5 file; attribute values are stored as JSON strings."""
-
-    def __init__(self, path: Path, mode: str) -> None:
-        import h5py
-
-        if mode in ("r", "r+") and not path.is_file():
-            raise StoreError(f"{path}: no HDF5 store there; check the path")
-        if path.is_dir():
-            raise StoreError(f"{path}: is a folder; an HDF5 store is a file (or use Zarr)")
-        if path.exists() and mode in ("r", "r+", "a") and not h5py.is_hdf5(path):
-            raise StoreError(f"{path}: is not an HDF5 file; give a new path")
-        self.path = path
-        self._failed: str | None = None
-        if mode != "r":
-            _check_writable_location(path)
-        try:
-            self._file = h5py.File(path, mode)
-        except OSError as exc:
-            if _errno_of(exc) in (errno.ENOSPC, errno.EDQUOT, *_READ_ONLY):
-                raise write_error(path, exc, "the HDF5 file") from exc
-            raise StoreError(
-                f"{path}: cannot open the HDF5 store in mode {mode!r} ({exc}); HDF5 files take "
-                "one writer at a time: close other programs using it, or use a Zarr store; a "
-                "file damaged by a crash can be recovered with `prism-science store repair`"
-            ) from exc
-
-    @property
-    def file(self) -> Any:
-        """The open h5py file; StoreError once a write failed (the file was closed then)."""
-        if self._failed is not None:
-            raise StoreError(f"{self._failed} (the store was closed after that failure; nothing "
-                             "more was written)")
-        return self._file
-
-    @contextlib.contextmanager
-    def reading(self, path: str) -> Iterator[None]:
-        """Turn HDF5's low-level read failures (a file damaged by a crash) into a StoreError.
-
-        A KeyError saying that a member does not exist passes through (callers test for
-        absence); any other KeyError (h5py's "bad object header", a link to a broken object)
-        is damage.
-        """
-        try:
-            yield
-        except KeyError as exc:
-            if "doesn't exist" in str(exc) or "not found" in str(exc) or not str(exc):
-                raise
-            raise _damaged(self.path, path, exc) from exc
-        except (OSError, RuntimeError) as exc:
-            raise _damaged(self.path, path, exc) from exc
-
-    @contextlib.contextmanager
-    def writing(self, doing: str) -> Iterator[None]:
-        """Turn a failed write into a StoreError, and close the file safely.
-
-        After a failed write (a full disk above all) the HDF5 library holds data it cannot
-        write: using the file again, or even the library's own clean-up at exit, then crashes
-        the process (signal 11). So the file's descriptor is pointed at the null device, which
-        lets HDF5 close the file (what reached the disk before stays as it was), and every later
-        use raises a StoreError.
-        """
-        try:
-            yield
-        except (OSError, RuntimeError) as exc:
-            error = write_error(self.path, exc, doing)
-            self._abandon(str(error))
-            raise error from exc
-
-    def _abandon(self, reason: str) -> None:
-        if self._failed is not None:
-            return
-        self._failed = reason
-        try:
-            handle = self._file.id.get_vfd_handle()
-            null = os.open(os.devnull, os.O_WRONLY)
-            try:
-                os.dup2(null, int(handle))
-            finally:
-                os.close(null)
-        except Exception as exc:  # noqa: BLE001 - best effort: drivers without a descriptor
-            logger.debug("%s: could not detach the file descriptor: %s", self.path, exc)
-        try:
-            self._file.close()
-        except Exception as exc:  # noqa: BLE001 - the file is being abandoned
-            logger.debug("%s: closing after a failed write: %s", self.path, exc)
-        logger.error("%s", reason)
-
-    def node(self, path: str) -> Any:
-        with self.reading(path):
-            return self.file[path] if path else self.file
-
-    def exists(self, path: str) -> bool:
-        with self.reading(path):
-            return not path or path in self.file
-
-    def is_group(self, path: str) -> bool:
-        import h5py
-
-        return isinstance(self.node(path), h5py.Group)
-
-    def attrs(self, path: str) -> dict[str, Any]:
-        out = {}
-        with self.reading(path):
-            for key, value in self.node(path).attrs.items():
-                text = value.decode() if isinstance(value, bytes) else value
-                out[key] = json.loads(text) if isinstance(text, str) else jsonable(text)
-        return out
-
-    def set_attrs(self, path: str, values: dict[str, Any]) -> None:
-        attrs = self.node(path).attrs
-        with self.writing(f"the attributes of {path or '/'!r}"):
-            for key, value in values.items():
-                attrs[key] = json.dumps(jsonable(value))
-
-    def groups(self, path: str) -> list[str]:
-        import h5py
-
-        node = self.node(path)
-        with self.reading(path):
-            try:
-                return sorted(k for k in node if isinstance(node[k], h5py.Group))
-            except KeyError as exc:  # a listed member that cannot be opened: a broken link
-                raise OSError(f"a member of {path!r} cannot be opened: {exc}") from exc
-
-    def children(self, path: str) -> list[str]:
-        node = self.node(path)
-        with self.reading(path):
-            return sorted(node.keys())
-
-    def require_group(self, path: str) -> None:
-        with self.writing(f"the group {path!r}"):
-            self.file.require_group(path)
-
-    def create_array(self, path: str, shape: tuple[int, ...], chunks: tuple[int, ...],
-                     dtype: Any, data: np.ndarray | None = None,
-                     shards: tuple[int, ...] | None = None) -> Any:
-        """Create (or replace) a dataset; ``shards`` is ignored (one file already)."""
-        with self.writing(f"the array {path!r}"):
-            if path in self.file:
-                del self.file[path]
-            # HDF5 chunks may not exceed a fixed-size dataset's shape.
-            shape = data.shape if data is not None else shape
-            chunks = tuple(max(1, min(c, s)) for c, s in zip(chunks, shape, strict=True))
-            if data is not None:
-                return self.file.create_dataset(path, data=data, chunks=chunks or None)
-            return self.file.create_dataset(path, shape=shape, dtype=dtype,
-                                            chunks=chunks or None, fillvalue=0)
-
-    def delete(self, path: str) -> None:
-        with self.writing(f"(deleting) {path!r}"):
-            del self.file[path]
-
-    def flush(self) -> None:
-        with self.writing("buffered data"):
-            self.file.flush()
-
-    def close(self) -> None:
-        if self._failed is not None:
-            return
-        with self.writing("buffered data (closing the file)"):
-            self._file.close()

@@ -21,9 +21,11 @@ rerun completes without losing what was written. In a Zarr store the values of
 ``shard_frames`` frames (whole chunks; default :data:`DEFAULT_SHARD_FRAMES`) are one file, a
 Zarr v3 shard, and their markers another, so an hour of 30 fps video is a few dozen files;
 writers that own whole shards never touch the same file. Stores written before sharding (one
-file per chunk and per marker) read and resume as they are. HDF5 files are
-single-writer: the distributed mode needs Zarr. The two file formats are reached through
-:mod:`prism_science.store.backends`.
+file per chunk and per marker) read and resume as they are. An HDF5 store is a main file
+``X.h5``, only ever replaced atomically (one commit per method below), and a folder ``X.h5.d``
+with one data file per feature set, so a kill never damages finished work; it takes one writing
+process at a time (:mod:`prism_science.store.lock`): the distributed mode needs Zarr. The two
+file formats are reached through :mod:`prism_science.store.backends`.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ import numpy as np
 
 from prism_science import __version__
 from prism_science.errors import StoreError
-from prism_science.store.backends import HDF5Backend, ZarrBackend, jsonable
+from prism_science.store.backends import ZarrBackend, jsonable
+from prism_science.store.hdf5 import HDF5Backend
 
 __all__ = [
     "CHUNK_BYTES_LIMIT",
@@ -75,7 +78,7 @@ DEFAULT_SHARD_FRAMES = 8192
 SHARD_BYTES_LIMIT = 128 << 20
 """Largest shard of feature values, in bytes (a writer holds one shard in memory)."""
 IDENTITY_FIELDS = ("model_name", "weights_sha256", "num_frames", "image_size", "window",
-                   "feature_shape", "crop")
+                   "feature_shape", "crop", "roi")
 """Provenance fields that must agree for features to be mixed in one feature set."""
 
 _HDF5_SUFFIXES = (".h5", ".hdf5", ".he5")
@@ -201,6 +204,8 @@ def describe_params(provenance: dict[str, Any]) -> str:
         + ", ".join(f"{k}={v}" for k, v in sorted(window.items()))
         + ("" if not provenance.get("crop") else ", crop "
            + ", ".join(f"{k}={v}" for k, v in sorted(provenance["crop"].items())))
+        + ("" if not provenance.get("roi") else ", roi "
+           + ", ".join(f"{k}={v}" for k, v in sorted(provenance["roi"].items())))
     )
 
 
@@ -258,12 +263,14 @@ class FeatureStore:
         self.path = Path(path)
         self.mode = mode
         self.format = store_format(self.path, format)
-        backend = ZarrBackend if self.format == "zarr" else HDF5Backend
-        self._b: ZarrBackend | HDF5Backend = backend(self.path, mode)
+        self._b: ZarrBackend | HDF5Backend = (
+            ZarrBackend(self.path, mode) if self.format == "zarr"
+            else HDF5Backend.open(self.path, mode))
+        self._closed = False
         try:
             self._check_schema()
         except StoreError:
-            self._b.close()
+            self.close()
             raise
 
     # ------------------------------------------------------------------ basics
@@ -300,8 +307,11 @@ class FeatureStore:
             raise StoreError(f"{self.path}: opened read-only; open it with mode='a' to write")
 
     def close(self) -> None:
-        """Close the underlying file (HDF5); further use is an error."""
-        self._b.close()
+        """Close the store (HDF5: commit, close its files, free the writer lock); further use
+        is an error. Closing twice does nothing."""
+        if not self._closed:
+            self._closed = True
+            self._b.close()
 
     def __enter__(self) -> FeatureStore:
         return self
@@ -382,6 +392,15 @@ class FeatureStore:
             The store records other content under this id and ``overwrite`` is False.
         """
         self._require_writable()
+        with self._b.batch():
+            self._put_video(video_id, source_path=source_path, relative_path=relative_path,
+                            size_bytes=size_bytes, content_hash=content_hash,
+                            timestamps=timestamps, fps=fps, width=width, height=height,
+                            overwrite=overwrite)
+
+    def _put_video(self, video_id: str, *, source_path: str, relative_path: str,
+                   size_bytes: int, content_hash: str, timestamps: np.ndarray, fps: float,
+                   width: int, height: int, overwrite: bool) -> None:
         path = self._video_path(video_id)
         timestamps = np.asarray(timestamps, dtype=np.float64)
         if self._b.exists(path) and not self._b.attrs(path).get("video"):
@@ -413,7 +432,8 @@ class FeatureStore:
     def delete_video(self, video_id: str) -> None:
         """Remove a video and everything stored under it."""
         self._require_writable()
-        self._b.delete(self._require_video(video_id))
+        with self._b.batch():
+            self._b.delete(self._require_video(video_id))
 
     # ------------------------------------------------------------------ features
     def _feature_path(self, video_id: str, key: str) -> str:
@@ -496,6 +516,25 @@ class FeatureStore:
             A feature set with this key but other parameters exists and ``overwrite`` is False.
         """
         self._require_writable()
+        with self._b.batch():
+            return self._create_features(video_id, key, feature_shape, provenance,
+                                         chunk_frames, overwrite, shard_frames)
+
+    def _arrays_readable(self, path: str) -> bool:
+        """Whether the arrays of an incomplete feature set open and their markers read (HDF5:
+        its data file may have been damaged by a kill while being written)."""
+        try:
+            np.asarray(self._b.node(f"{path}/chunk_done")[...])
+            self._b.node(f"{path}/values").shape  # noqa: B018 - opening it is the check
+        except (StoreError, KeyError, OSError, RuntimeError, ValueError) as exc:
+            logger.warning("%s: the unfinished features %s do not read back (%s); starting "
+                           "them anew", self.path, path, exc)
+            return False
+        return True
+
+    def _create_features(self, video_id: str, key: str, feature_shape: tuple[int, ...],
+                         provenance: dict[str, Any], chunk_frames: int | None,
+                         overwrite: bool, shard_frames: int | None) -> int:
         n_frames = self.video_info(video_id).n_frames
         path = self._feature_path(video_id, key)
         attrs = self._b.attrs(path) if self._b.exists(path) else {}
@@ -503,7 +542,10 @@ class FeatureStore:
         if "chunk_frames" in attrs and not overwrite:
             old = attrs.get("provenance", {})
             if all(old.get(f) == jsonable(provenance.get(f)) for f in IDENTITY_FIELDS):
-                return int(attrs["chunk_frames"])
+                if attrs.get("complete") or self._arrays_readable(path):
+                    return int(attrs["chunk_frames"])
+                attrs = {}
+        if "chunk_frames" in attrs and not overwrite:
             raise StoreError(
                 f"{self.path}: video {video_id!r} already has features {key!r} from "
                 f"{describe_params(old)}; refusing to mix them with "
@@ -521,11 +563,12 @@ class FeatureStore:
             self._b.delete(path)
         self._b.require_group(path)
         # One marker file per shard: a writer owning the shard sets its markers alone.
-        self._b.create_array(f"{path}/chunk_done", (n_chunks,), (per_shard,), np.uint8)
+        self._b.create_array(f"{path}/chunk_done", (n_chunks,), (per_shard,), np.uint8,
+                             separate=True)
         chunks = (chunk_frames, *feature_shape)
         self._b.create_array(f"{path}/values", (n_frames, *feature_shape), chunks, np.float32,
                              shards=(per_shard * chunk_frames, *feature_shape)
-                             if per_shard > 1 else None)
+                             if per_shard > 1 else None, separate=True)
         # Written last: their presence says the arrays exist.
         self._b.set_attrs(path, {"provenance": provenance, "chunk_frames": chunk_frames,
                                  "shard_frames": per_shard * chunk_frames,
@@ -597,7 +640,7 @@ class FeatureStore:
         """
         self._require_writable()
         path = self._require_features(video_id, key)
-        array = self._b.node(f"{path}/values")
+        array = self._b.node(f"{path}/values", writable=True)
         cf = self.chunk_frames(video_id, key)
         n_frames = array.shape[0]
         stop = frame_start + values.shape[0]
@@ -613,7 +656,10 @@ class FeatureStore:
             )
         with self._b.writing(f"features of video {video_id!r}, frames {frame_start}..{stop}"):
             array[frame_start:stop] = values.astype(np.float32, copy=False)
-            done = self._b.node(f"{path}/chunk_done")
+            # HDF5: the values reach the file before their markers (a kill in between leaves
+            # them unmarked, to be recomputed); Zarr wrote them already.
+            self._b.flush()
+            done = self._b.node(f"{path}/chunk_done", writable=True)
             first, last = frame_start // cf, -(-stop // cf)
             done[first:last] = np.ones(last - first, dtype=np.uint8)
         self._b.flush()
@@ -690,7 +736,8 @@ class FeatureStore:
     def delete_features(self, video_id: str, key: str) -> None:
         """Remove one feature set of a video."""
         self._require_writable()
-        self._b.delete(self._feature_path(video_id, key))
+        with self._b.batch():
+            self._b.delete(self._feature_path(video_id, key))
 
     # ------------------------------------------------------------------ generic items
     def _item_path(self, video_id: str | None, relpath: str) -> str:
@@ -735,7 +782,8 @@ class FeatureStore:
         self._require_writable()
         path = self._item_path(video_id, relpath)
         if self._b.exists(path):
-            self._b.delete(path)
+            with self._b.batch():
+                self._b.delete(path)
 
     def list_items(self, video_id: str | None, relpath: str = "") -> list[str]:
         """Names directly under ``relpath`` (arrays, documents and groups)."""
@@ -767,13 +815,14 @@ class FeatureStore:
                 f"write_array({relpath!r}): dtype {array.dtype} is not numeric; store text and "
                 "records with write_json"
             )
-        path = self._clear_item(video_id, relpath)
         chunks = tuple(max(1, s) for s in array.shape)
         if array.ndim:
             chunks = (max(1, min(array.shape[0], max(1, (16 << 20) // max(1, array[:1].nbytes)))),
                       *chunks[1:])
-        self._b.create_array(path, array.shape, chunks, array.dtype, data=array)
-        self._b.set_attrs(path, {"kind": "array", "attrs": attrs or {}})
+        with self._b.batch():  # HDF5: the old item is replaced by the new one at once
+            path = self._clear_item(video_id, relpath)
+            self._b.create_array(path, array.shape, chunks, array.dtype, data=array)
+            self._b.set_attrs(path, {"kind": "array", "attrs": attrs or {}})
 
     def read_array(self, video_id: str | None, relpath: str) -> np.ndarray:
         """Read an array written by :meth:`write_array`."""
@@ -792,10 +841,12 @@ class FeatureStore:
     def write_json(self, video_id: str | None, relpath: str, obj: Any) -> None:
         """Write (or replace) a JSON document, stored as UTF-8 bytes in a uint8 array."""
         self._require_writable()
-        path = self._clear_item(video_id, relpath)
         data = np.frombuffer(json.dumps(jsonable(obj)).encode("utf-8"), dtype=np.uint8)
-        self._b.create_array(path, data.shape, (max(1, data.shape[0]),), np.uint8, data=data)
-        self._b.set_attrs(path, {"kind": "json"})
+        with self._b.batch():  # HDF5: the old document is replaced by the new one at once
+            path = self._clear_item(video_id, relpath)
+            self._b.create_array(path, data.shape, (max(1, data.shape[0]),), np.uint8,
+                                 data=data)
+            self._b.set_attrs(path, {"kind": "json"})
 
     def read_json(self, video_id: str | None, relpath: str) -> Any:
         """Read a JSON document written by :meth:`write_json`."""

@@ -34,13 +34,14 @@ from typing import Any
 import numpy as np
 
 from prism_science.errors import StoreError
-from prism_science.store.backends import HDF5Backend, ZarrBackend
+from prism_science.store.backends import ZarrBackend
 from prism_science.store.feature_store import (
     SCHEMA_VERSION,
     check_video_id,
     open_store,
     store_format,
 )
+from prism_science.store.hdf5 import HDF5Backend, data_folder
 
 __all__ = ["RepairReport", "VideoRepair", "repair_store"]
 
@@ -150,6 +151,9 @@ def repair_store(path: str | os.PathLike[str], out: str | os.PathLike[str] | Non
         if out.exists():
             raise StoreError(f"{out}: exists already; give a new path for the repaired store "
                              "(or delete that one)")
+        if store_format(out) == "hdf5" and data_folder(out).exists():
+            raise StoreError(f"{data_folder(out)}: exists already (the data folder of an HDF5 "
+                             "store at that path); give a new path, or delete that folder")
         if out.resolve() == path.resolve():
             raise StoreError(f"{out}: is the damaged store itself; give a new path")
     scratch = (out or path).parent  # a padded copy of a truncated file goes beside the output
@@ -192,7 +196,7 @@ class _SourceOpener:
             self.source = _Source(ZarrBackend(self.path, "r+" if self.writable else "r"), None)
             return self.source
         try:
-            self.source = _Source(HDF5Backend(self.path, "r"), None)
+            self.source = _Source(HDF5Backend.open(self.path, "r"), None)
         except StoreError as exc:
             found = re.search(r"eof = (\d+).*stored_eof = (\d+)", str(exc.__cause__ or exc))
             if found is None:
@@ -207,7 +211,8 @@ class _SourceOpener:
             self.padded = Path(tmp)
             shutil.copyfile(self.path, self.padded)
             os.truncate(self.padded, stored)
-            self.source = _Source(HDF5Backend(self.padded, "r"), real)
+            self.source = _Source(HDF5Backend(self.padded, "r",
+                                              data_dir=data_folder(self.path)), real)
         return self.source
 
     def __exit__(self, *exc: object) -> None:
@@ -484,10 +489,16 @@ def _copy_into(src: _Source, out: Path, report: RepairReport) -> None:
             items, _ = _plan_shared(src, report.shared_notes)
             for relpath, kind, value, attrs in items:
                 _write_item(dst, None, relpath, kind, value, attrs)
+        if store_format(out) == "hdf5":  # its data files first, then the file naming them
+            data_folder(tmp).replace(data_folder(out))
         os.replace(tmp, out)
     except BaseException:
         _remove(tmp)
+        if store_format(out) == "hdf5":
+            _remove(data_folder(tmp))
         raise
+    if store_format(out) == "hdf5":  # its links named the temporary folder: point them home
+        open_store(out, "r+").close()
 
 
 def _write_item(dst: Any, video_id: str | None, relpath: str, kind: str, value: Any,

@@ -1,7 +1,13 @@
-"""The synthetic behavior world: animals, behaviors, captions, rendered clips."""
+"""The synthetic behavior world: animals, behaviors, captions, rendered clips, per-animal views."""
 
 from __future__ import annotations
 
+from prism_science.synth.animals import (
+    CROP_MANIFEST,
+    animal_caption,
+    clip_tracks,
+    write_animal_windows,
+)
 from prism_science.synth.world import (
     BEHAVIORS,
     COLOURS,
@@ -9,6 +15,7 @@ from prism_science.synth.world import (
     AnimalAttributes,
     SynthClip,
     SynthConfig,
+    animal_clause,
     generate_clip,
     generate_dataset,
     intervals_from_frames,
@@ -19,13 +26,18 @@ from prism_science.synth.world import (
 __all__ = [
     "AnimalAttributes",
     "BEHAVIORS",
+    "CROP_MANIFEST",
     "COLOURS",
     "SIZES",
     "SynthClip",
     "SynthConfig",
+    "animal_caption",
+    "animal_clause",
+    "clip_tracks",
     "generate_clip",
     "generate_dataset",
     "intervals_from_frames",
     "make_caption",
+    "write_animal_windows",
     "write_clip",
 ]

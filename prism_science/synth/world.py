@@ -17,7 +17,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +33,7 @@ __all__ = [
     "AnimalAttributes",
     "SynthClip",
     "SynthConfig",
+    "animal_clause",
     "generate_clip",
     "generate_dataset",
     "intervals_from_frames",
@@ -526,32 +527,50 @@ def make_caption(
         mentioned.add(k)
         return f"a {animals[k].describe(species)}"
 
-    sentences = []
-    for i in range(len(animals)):
-        seen: list[tuple[int, int]] = []
-        for b, tgt in zip(behaviors[:, i].tolist(), targets[:, i].tolist(), strict=True):
-            if (b, tgt) not in seen:
-                seen.append((b, tgt))
-        subject = name(i)
-        phrases: list[str] = []
-        k = 0
-        while k < len(seen):
-            b, tgt = seen[k]
-            if tgt < 0 or BEHAVIORS[b] not in _SOCIAL:  # passive roles: the partner is implied
-                phrases.append(_VERBS[BEHAVIORS[b]])
-                k += 1
-                continue
-            # consecutive social acts on one partner share its name: "approaches and attacks X"
-            verbs = [_VERBS[BEHAVIORS[b]]]
-            while k + 1 < len(seen) and seen[k + 1][1] == tgt and BEHAVIORS[seen[k + 1][0]] \
-                    in _SOCIAL:
-                k += 1
-                verbs.append(_VERBS[BEHAVIORS[seen[k][0]]])
-            verb = verbs[0] if len(verbs) == 1 else ", ".join(verbs[:-1]) + " and " + verbs[-1]
-            phrases.append(f"{verb} {name(tgt)}")
-            k += 1
-        sentences.append(f"{subject} {_join(phrases)}")
+    sentences = [f"{name(i)} {animal_clause(behaviors[:, i], targets[:, i], name)}"
+                 for i in range(len(animals))]
     return "; ".join(sentences) + "."
+
+
+def animal_clause(behaviors: np.ndarray, targets: np.ndarray, name: Callable[[int], str]) -> str:
+    """What one animal does: its verbs in order of first occurrence (no subject).
+
+    Parameters
+    ----------
+    behaviors : np.ndarray
+        (T,) int ids into :data:`BEHAVIORS` of this animal.
+    targets : np.ndarray
+        (T,) int partner animal index, -1 for none.
+    name : callable
+        ``name(k)`` -> the noun phrase of partner ``k`` (e.g. ``"a small grey mouse"``).
+
+    Returns
+    -------
+    str
+        E.g. ``"chases a small grey mouse, then grooms"``.
+    """
+    seen: list[tuple[int, int]] = []
+    for b, tgt in zip(np.asarray(behaviors).tolist(), np.asarray(targets).tolist(), strict=True):
+        if (b, tgt) not in seen:
+            seen.append((b, tgt))
+    phrases: list[str] = []
+    k = 0
+    while k < len(seen):
+        b, tgt = seen[k]
+        if tgt < 0 or BEHAVIORS[b] not in _SOCIAL:  # passive roles: the partner is implied
+            phrases.append(_VERBS[BEHAVIORS[b]])
+            k += 1
+            continue
+        # consecutive social acts on one partner share its name: "approaches and attacks X"
+        verbs = [_VERBS[BEHAVIORS[b]]]
+        while k + 1 < len(seen) and seen[k + 1][1] == tgt and BEHAVIORS[seen[k + 1][0]] \
+                in _SOCIAL:
+            k += 1
+            verbs.append(_VERBS[BEHAVIORS[seen[k][0]]])
+        verb = verbs[0] if len(verbs) == 1 else ", ".join(verbs[:-1]) + " and " + verbs[-1]
+        phrases.append(f"{verb} {name(tgt)}")
+        k += 1
+    return _join(phrases)
 
 
 # ---------------------------------------------------------------------------------- clips

@@ -19,6 +19,24 @@ from prism_science.extraction.jobs import SHORT_VIDEO_ITEM
 from prism_science.store import open_store
 from prism_science.video import open_video
 
+ROBUSTNESS_TITLE = "Bad videos"
+ROBUSTNESS_TABLE = r"""
+| fault or bad input | expected outcome |
+| --- | --- |
+| an MKV cut at half (declares 90 frames, about 45 remain) | `info.declared_frames == 90`,
+  `info.short`, a warning naming both counts; `extract` extracts the readable frames, prints
+  `SHORT cut.mkv: N of the 90 frames ...`, exits 3 and records `source/short` in the store; the
+  whole file exits 0 |
+| a display matrix rotating by -90, 90 or 180 degrees | `info.rotation` set; frames come out as
+  ffmpeg shows them (160x96 stored reads 96x160, the corner block where ffmpeg puts it) in
+  `get_frame`, `get_frames` (resized) and `iter_chunks`; crops in the rotated frame |
+| time stamps that go back (two frames swapped) with no B-frames, in MKV | every frame read once
+  in decode order, timestamps from the nominal rate, a warning "time stamps go back at frame 6"
+  |
+| the same in MP4 (the codec may reorder) | read whole in decode order, or `VideoError` "time
+  stamps out of order" naming the file and frame; never "damaged" |
+"""
+
 MODEL = "prism-test-p8-f4-r32"
 EXTRACT = ("--model", MODEL, "--hop", "4", "--no-progress")
 

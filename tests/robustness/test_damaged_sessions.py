@@ -23,6 +23,29 @@ from tests.robustness.conftest import write_video
 context = pytest.importorskip("napari_prism._context")
 from napari_prism._lazy_video import LazyVideo  # noqa: E402 - after the skip
 
+ROBUSTNESS_TITLE = "Damaged GUI sessions"
+ROBUSTNESS_TABLE = r"""
+| fault or bad input | expected outcome |
+| --- | --- |
+| session file beside the video (20 kinds): truncated JSON, binary garbage, empty, invalid
+  UTF-8, a JSON list, `null`, another format, a newer version, version as text, `video` not an
+  object, behaviors / labels / review / features / predictions of the wrong type, labels not a
+  list, labels beyond the video, another video's session (frame count), open bouts of the wrong
+  type or outside the video | the video opens with an empty session; the file is renamed
+  `NAME.damaged-<time>` with its bytes unchanged; one warning notification names both files; the
+  next save writes a fresh session file |
+| a good session file | opens with its labels, no notification |
+| the predictions `.npz` beside a good session: cut short, empty, not a zip | the labels load;
+  the `.npz` is moved aside as `.damaged-<time>` and named in a notification; no predictions |
+| the `gui/session` document of a video in a store (11 kinds: truncated, garbage, empty, a list,
+  another format, newer version, wrong types, another video's, invalid UTF-8) | the video opens
+  with the session built from its `labels/manual` set; the document is moved to
+  `gui/session.damaged-<time>` in the store (bytes kept), named in a notification; the next save
+  writes a fresh document |
+| a damaged `labels/manual` set in a store | the video opens with an empty session; the set is
+  moved to `labels/manual.damaged-<time>` |
+"""
+
 N_FRAMES = 24
 
 

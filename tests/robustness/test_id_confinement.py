@@ -22,6 +22,26 @@ from prism_science.labels.formats import label_file_paths
 from prism_science.store import confined_path, open_store, safe_name
 from tests.labels.test_labels_boris import EVENTS, TABULAR_HEADER, _project, _tabular_row
 
+ROBUSTNESS_TITLE = "Ids that become paths"
+ROBUSTNESS_TABLE = r"""
+| fault or bad input | expected outcome |
+| --- | --- |
+| `labels import FILE --out DIR` with video / observation ids `../../x`, an absolute path, `..`,
+  `sub/../../../x` and characters like `:*?<>\|`, in a BORIS project (media paths and
+  observation ids), a BORIS tabular export and a KABR CSV | every file lands in DIR with a plain
+  name (`safe_name`: `../../x` -> `x.labels.csv`); none outside, none hidden; one file per video
+  or observation (two ids giving one name get `-2`) |
+| a symbolic link inside DIR pointing elsewhere, named like an output file | `StoreError` naming
+  the file: the link is not followed |
+| store video ids `../x`, `/abs`, `a/b`, `..`, `.`, empty, `zarr.json`, `__x`, `a\b`, a NUL
+  byte, 300 bytes (Zarr and HDF5) | `StoreError: invalid video id`; nothing is created outside
+  the store, the store stays healthy |
+| item paths `../../x`, `labels/../../../x`, `labels/zarr.json`, `a\..\b`, control characters |
+  `StoreError: invalid item path` |
+| `labels import --store` of a file whose ids are `../../fly_01` or an absolute path | exit 2,
+  "no video ... in the store"; no file written anywhere |
+"""
+
 
 def _evil_ids(tmp_path: Path) -> list[str]:
     """Ids that would write outside the output folder if used as paths."""
@@ -140,7 +160,8 @@ def test_store_keys_never_escape_the_store(tmp_path, suffix):
                 store.write_json("ok.mp4", relpath, {"a": 1})
         assert store.video_ids() == ["ok.mp4"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["deep"]
-    assert sorted(p.name for p in (tmp_path / "deep").iterdir()) == [store_path.name]
+    store_files = [store_path.name] + ([f"{store_path.name}.d"] if suffix == ".h5" else [])
+    assert sorted(p.name for p in (tmp_path / "deep").iterdir()) == store_files  # HDF5: + data
     with open_store(store_path, "r") as store:  # still a healthy store
         assert store.video_ids() == ["ok.mp4"]
 

@@ -19,6 +19,23 @@ from prism_science.cli.main import main
 from prism_science.labels import read_labels, write_labels
 from tests.labels.test_labels_boris import _write_project
 
+ROBUSTNESS_TITLE = "Malformed label files"
+ROBUSTNESS_TABLE = r"""
+| fault or bad input | expected outcome |
+| --- | --- |
+| a good file of every text format (BORIS project, BORIS tabular and aggregated exports, plain
+  CSV, DeepEthogram, KABR, CalMS21) spoiled every way: emptied, cut at half and mid-line, each
+  of its first 70 numbers replaced by text, `inf`, `-inf`, `nan`, `-5`, `1e400`, blank (JSON:
+  `"abc"`, `Infinity`, `NaN`, `1e400`, `null`, `[]`, `{}`), through `labels import --out` | exit
+  0 (the value did not matter) or exit 2 with a message naming the file; never a traceback |
+| 23 known-bad files: a `.boris` whose fps is text, infinite or negative, time offset text, an
+  event time infinite or text, truncated JSON; tabular time `inf` / text, FPS text; CSV frames
+  reversed, negative, text, infinite, empty file; DeepEthogram value text, header cut; KABR
+  label text, negative frame; CalMS21 annotations a string or infinite; aggregated start `inf`,
+  stop before start | exit 2, the file named, no traceback (the `.boris` fps as text was a
+  `ValueError` and an infinite CalMS21 class an `OverflowError`) |
+"""
+
 NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w.])")
 SPOILERS = ("abc", "inf", "-inf", "nan", "-5", "1e400", "")
 JSON_SPOILERS = ('"abc"', "Infinity", "-Infinity", "NaN", "-5", "1e400", "null", "[]", "{}")
@@ -75,7 +92,7 @@ FORMATS = ("boris", "boris-tabular", "csv", "deepethogram", "kabr", "calms21",
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_every_spoiling_ends_in_an_import_or_a_message(fmt, tmp_path, capsys):
+def test_every_spoiling_ends_in_an_import_or_a_message(fmt, tmp_path, capsys, record_property):
     good = _good_files(tmp_path)[fmt]
     code, err = _import(good, fmt, tmp_path / "good_out", capsys)
     assert code == 0, err
@@ -83,7 +100,9 @@ def test_every_spoiling_ends_in_an_import_or_a_message(fmt, tmp_path, capsys):
     failures = []
     spoilers = JSON_SPOILERS if good.suffix in (".boris", ".json") else SPOILERS
     counts = {0: 0, 2: 0}
-    for name, content in _variants(text, spoilers):
+    variants = _variants(text, spoilers)
+    record_property("inputs", len(variants))
+    for name, content in variants:
         bad = tmp_path / f"bad-{fmt}{good.suffix}"
         bad.write_text(content)
         out = tmp_path / "out" / name.replace("=", "_")

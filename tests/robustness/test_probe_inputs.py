@@ -17,6 +17,22 @@ from prism_science.probes.io import load_probe
 from prism_science.store import open_store
 from tests.pipeline.conftest import make_store
 
+ROBUSTNESS_TITLE = "Probe folders that do not fit the store"
+ROBUSTNESS_TABLE = r"""
+| fault or bad input | expected outcome |
+| --- | --- |
+| an `mlp` probe folder whose `params` hold a linear probe's `solver` | `ProbeError` naming
+  `probe.json`, `params` and `solver`; `probe predict` exit 2, no traceback |
+| predicting features of other weights than the probe's | exit 2 naming the video and
+  `weights_sha256` |
+| a probe folder without `feature_provenance` predicting another model's features | predicts
+  (nothing to check against), with a warning naming `probe.json`, the missing field and what it
+  means |
+| one video's features incomplete, whether it sorts first, middle or last | `probe predict`
+  exits 2 "nothing was written", naming it and the `--video-id` of the others; no video gets
+  predictions |
+"""
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):

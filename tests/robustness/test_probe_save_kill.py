@@ -19,6 +19,23 @@ from prism_science.cli.main import main
 from prism_science.errors import ProbeError
 from prism_science.probes import LinearProbe, MLPProbe, io, load_probe, save_probe
 
+ROBUSTNESS_TITLE = "Probe saves killed at every write"
+ROBUSTNESS_TABLE = r"""
+| fault or bad input | expected outcome |
+| --- | --- |
+| a child retraining into a folder that holds a good probe is killed (`os._exit`) before its
+  N-th file-system change, for every N of the save, with the atomic folder exchange (Linux) and
+  with the two-rename fallback | after each kill the folder loads as the old probe (before the
+  swap) or the new one (after), never an error or a mix; `validation.json` beside it kept; a
+  rerun of the save completes; no hidden temporary folders left |
+| `save_probe` onto a path that is a file | `ProbeError: ... is a file` |
+| `probe.json` edited: `kind` changed to `mlp`/`attention`/`temporal` (a linear probe's `solver`
+  left in `params`), an unknown kind, a number; `params` not an object; a bad `classes_dtype`;
+  `n_features_in` as text; `training` null; thresholds as text; `format_version` as text;
+  `weights_file` `../../etc/passwd`; a JSON list | `ProbeError` naming `probe.json` and the
+  field; `probe predict` prints it on one line, exit 2, no traceback |
+"""
+
 # Every function through which save_probe changes the file system.
 WRITE_POINTS = ("save_file", "_write_file", "_fsync", "_carry_over", "_rename", "_exchange")
 KILLED, FINISHED = 17, 3

@@ -17,6 +17,26 @@ from prism_science.labels.store_io import list_labels
 from prism_science.store import open_store
 from tests.labels.test_labels_boris import _project
 
+ROBUSTNESS_TITLE = "Nothing changes silently"
+ROBUSTNESS_TABLE = r"""
+| fault or bad input | expected outcome |
+| --- | --- |
+| a second `labels import` of other labels for a video that has `labels/manual` | exit 2, the
+  video and both bout counts named, nothing imported; with `--replace` the old set is kept as
+  `manual.backup-1` (then `-2`), listed by `labels list`; the same file again is `unchanged` (no
+  backup) |
+| a BORIS project with two videos, one of which already has other labels | exit 2, nothing
+  imported (the other video gets no labels either) |
+| a header-only CSV, with or without `--replace` | exit 2 "no labels"; the existing labels
+  unchanged |
+| a BORIS event at -5 s (point, state start) or -0.5 s | `LabelError` naming the event and its
+  time ("before the start of the video"), exit 2; within half a frame of 0 s is frame 0 |
+| a BORIS event after the end of the video | `LabelError`: frame beyond the video |
+| an MP4 with its index at the start, cut at 60 % | extraction exits 1 naming the first frame
+  that cannot be decoded and the last good one; the video stays incomplete (docs/extraction.md
+  says so) |
+"""
+
 FPS = 25.0
 
 

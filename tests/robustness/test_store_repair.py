@@ -21,6 +21,7 @@ import pytest
 from prism_science.cli.main import main
 from prism_science.errors import StoreError
 from prism_science.store import open_store, repair_store
+from prism_science.store.hdf5 import data_folder
 from tests.robustness.conftest import write_video
 
 MODEL = "prism-test-p8-f4-r32"
@@ -44,8 +45,10 @@ def reference(videos, tmp_path_factory):
 
 
 def _store_copy(reference, tmp_path, name="s.h5"):
+    """A copy of the reference store under another name: the file and its data folder."""
     path = tmp_path / name
     shutil.copy(reference[0], path)
+    shutil.copytree(data_folder(reference[0]), data_folder(path))
     return path
 
 
@@ -104,6 +107,8 @@ def test_hdf5_cut_short_keeps_the_chunks_before_the_cut(reference, videos, tmp_p
     assert not report.everything_recovered and report.ids("lost") == []
     with open_store(tmp_path / "fixed.h5", "r") as store:
         for video_id, values in reference[1].items():  # what is marked written is right
+            if KEY not in store.feature_keys(video_id):  # its metadata lay past the cut
+                continue
             features = store.read_features(video_id, KEY, allow_incomplete=True)
             done = np.repeat(features.done_chunks, features.chunk_frames)[:40]
             np.testing.assert_array_equal(features.values[done], values[done])
@@ -189,7 +194,7 @@ def test_zarr_killed_before_its_first_write_starts_over(tmp_path, videos):
 
 CHILD = textwrap.dedent("""
     import os, sys
-    from prism_science.store import backends
+    from prism_science.store import backends, hdf5
     n_kill, count = int(sys.argv[1]), [0]
     def hook(cls, name):
         original = getattr(cls, name)
@@ -199,7 +204,7 @@ CHILD = textwrap.dedent("""
                 os._exit(17)
             return original(self, *args, **kwargs)
         setattr(cls, name, hooked)
-    for cls in (backends.HDF5Backend, backends.ZarrBackend):
+    for cls in (hdf5.HDF5Backend, backends.ZarrBackend):
         for name in ("require_group", "create_array", "set_attrs", "delete", "flush"):
             hook(cls, name)
     from prism_science.cli.main import main

@@ -20,6 +20,19 @@ from prism_science.cli.main import main
 from prism_science.store import open_store
 from tests.robustness.conftest import write_video
 
+ROBUSTNESS_TITLE = "Zarr extraction killed at every write"
+ROBUSTNESS_TABLE = r"""
+| fault or bad input | expected outcome |
+| --- | --- |
+| `extract` of two videos into a new Zarr store killed (`os._exit`) just before its N-th file
+  change in the store (each zarr file rename or unlink), for every N of the run (96) | the store
+  opens (killed before its first write: no `zarr.json`, started over by the rerun); every video
+  it marks complete equals the uninterrupted run; the rerun of the same command exits 0 with
+  every video complete and equal (features and timestamps). A kill between a video group's
+  creation and its record's attributes used to make every rerun fail with `KeyError:
+  videos/v1.mp4/timestamps`: such a record now counts as none |
+"""
+
 MODEL = "prism-test-p8-f4-r32"
 KEY = f"{MODEL}/mean"
 EXTRACT = ("--model", MODEL, "--hop", "4", "--chunk-frames", "8", "--no-progress")
@@ -74,9 +87,10 @@ def run(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_kill_at_every_store_write_then_rerun(run, tmp_path):
+def test_kill_at_every_store_write_then_rerun(run, tmp_path, record_property):
     videos, reference, n_changes = run
     assert set(reference) == {"v1.mp4", "v2.mp4"} and n_changes >= 10
+    record_property("faults", n_changes)
     completed_before_kill = set()
     for n_kill in range(1, n_changes + 1):
         path = tmp_path / f"k{n_kill}.zarr"
