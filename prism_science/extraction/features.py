@@ -255,18 +255,14 @@ def feature_provenance(model: nn.Module, params: WindowParams) -> dict[str, Any]
     }
 
 
-class _DecodeThread(threading.Thread):
-    """Decodes frames ``start .. stop-1`` into a bounded queue; errors travel through it."""
+class _Producer(threading.Thread):
+    """A daemon thread filling a bounded queue until the consumer calls :meth:`stop`."""
 
     _END = object()
 
-    def __init__(self, reader: VideoReader, start: int, stop: int, size: int,
-                 chunk: int, max_chunks: int,
-                 transform: Callable[[int, np.ndarray], np.ndarray] | None = None) -> None:
-        super().__init__(name=f"decode-{reader.path.name}", daemon=True)
-        self.reader, self.start_frame, self.stop_frame = reader, start, stop
-        self.size, self.chunk, self.transform = size, chunk, transform
-        self.queue: queue.Queue[Any] = queue.Queue(maxsize=max_chunks)
+    def __init__(self, name: str, max_items: int) -> None:
+        super().__init__(name=name, daemon=True)
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, max_items))
         self.stopping = threading.Event()
 
     def _put(self, item: Any) -> bool:
@@ -277,6 +273,21 @@ class _DecodeThread(threading.Thread):
             except queue.Full:
                 continue
         return False
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(timeout=5)
+
+
+class _DecodeThread(_Producer):
+    """Decodes frames ``start .. stop-1`` into a bounded queue; errors travel through it."""
+
+    def __init__(self, reader: VideoReader, start: int, stop: int, size: int,
+                 chunk: int, max_chunks: int,
+                 transform: Callable[[int, np.ndarray], np.ndarray] | None = None) -> None:
+        super().__init__(f"decode-{reader.path.name}", max_chunks)
+        self.reader, self.start_frame, self.stop_frame = reader, start, stop
+        self.size, self.chunk, self.transform = size, chunk, transform
 
     def run(self) -> None:
         try:
@@ -308,9 +319,6 @@ class _DecodeThread(threading.Thread):
             raise item
         return None if item is self._END else item
 
-    def stop(self) -> None:
-        self.stopping.set()
-        self.join(timeout=5)
 
 
 class _Cancelled(Exception):
@@ -372,26 +380,13 @@ def _assemble_batches(decoder: _DecodeThread, plan: Any, w0: int, w1: int, batch
                 buffer_start += drop
 
 
-class _Prefetch(threading.Thread):
+class _Prefetch(_Producer):
     """Runs a generator in a thread, ``depth`` items ahead, into a bounded queue."""
-
-    _END = object()
 
     def __init__(self, make: Callable[[threading.Event], Iterator[Any]], depth: int,
                  name: str) -> None:
-        super().__init__(name=name, daemon=True)
+        super().__init__(name, depth)
         self.make = make
-        self.queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
-        self.stopping = threading.Event()
-
-    def _put(self, item: Any) -> bool:
-        while not self.stopping.is_set():
-            try:
-                self.queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
 
     def run(self) -> None:
         try:
@@ -414,9 +409,6 @@ class _Prefetch(threading.Thread):
                 raise item
             yield item
 
-    def stop(self) -> None:
-        self.stopping.set()
-        self.join(timeout=5)
 
 
 def iter_video_features(
