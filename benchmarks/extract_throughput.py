@@ -161,7 +161,8 @@ def threads_sweep(path: Path, model_name: str, precision: str, params: WindowPar
     models = {}
     for threads in counts:  # each model measures its matmul backend at its thread count
         torch.set_num_threads(threads)
-        models[threads] = load_encoder(model_name, precision=precision, batch_size=batch_size)
+        models[threads] = load_encoder(model_name, precision=precision, matmul="auto",
+                                       batch_size=batch_size)
     best = dict.fromkeys(counts, 0.0)
     with open_video(path) as reader:
         n = min(frames, reader.info.n_frames)

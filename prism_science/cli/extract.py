@@ -108,6 +108,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--threads", type=positive_int, default=None,
                    help="torch threads on CPU (default: every usable core when the machine is "
                    "otherwise idle, else one left to decoding; docs/extraction.md)")
+    r.add_argument("--matmul", choices=("default", "onednn", "auto"), default="default",
+                   help="CPU fp32 matmul backend: torch's default (MKL), oneDNN with prepacked "
+                   "weights, or auto (measured at load; the choice may differ between machines "
+                   "by up to ~5e-6, so keep one value per feature set); docs/models.md")
     r.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                    help="auto (default): bf16 autocast where the device computes bf16 natively "
                    "(CUDA, CPUs with AVX512_BF16/AMX), else fp32; recorded in the store's "
@@ -193,6 +197,7 @@ def run(args: argparse.Namespace) -> int:
             overwrite=args.overwrite, format=args.format, chunk_frames=args.chunk_frames,
             shard_frames=args.frames_per_file,
             progress=not args.no_progress, threads=args.threads, precision=args.precision,
+            matmul=args.matmul,
             subjects=args.subjects, n_animals=args.n_animals,
             crop_size=_crop_size(args.crop_size), align_heading=args.align_heading,
             boxes=args.boxes,

@@ -325,7 +325,7 @@ def extract_task(
     store_path: str, video_id: str, source_path: str, key: str, model: str,
     params: dict[str, Any], ranges: list[tuple[int, int]], batch_size: int = 8,
     device: str = "auto", workers_per_gpu: int = 1, torch_threads: int | None = None,
-    crop: dict[str, Any] | None = None, precision: str = "fp32",
+    crop: dict[str, Any] | None = None, precision: str = "fp32", matmul: str = "default",
 ) -> int:
     """Worker side: compute and write the chunks of ``ranges`` of one video.
 
@@ -352,10 +352,10 @@ def extract_task(
         torch.set_num_threads(torch_threads)
     window = WindowParams(**params)
     device = _worker_device(device, workers_per_gpu)
-    cache_key = (model, device, precision)
+    cache_key = (model, device, precision, matmul)
     if cache_key not in _MODELS:
         _MODELS[cache_key] = load_encoder(model, device=device, precision=precision,
-                                          batch_size=batch_size)
+                                          matmul=matmul, batch_size=batch_size)
     encoder = _MODELS[cache_key]
     # A subject's key is the model's key + "@<subject>" (extraction.subjects.subject_key).
     if feature_key(encoder, window) != (key.partition("@")[0] if crop is not None else key):
@@ -466,7 +466,8 @@ def run_distributed(
                 task_function, store_path, job.source.video_id, str(job.source.path.resolve()),
                 key, options.model, params, ranges, batch_size=options.batch_size,
                 device=options.device, workers_per_gpu=workers_per_gpu,
-                torch_threads=threads, precision=options.precision, pure=False,
+                torch_threads=threads, precision=options.precision,
+                matmul=options.matmul, pure=False,
                 **({} if crop_spec is None else {"crop": dict(crop_spec)}),
                 key=f"extract-{job.source.video_id}-{ranges[0][0]}-{run_tag}",
                 resources={"GPU": 1} if gpu else None,

@@ -118,7 +118,7 @@ def default_threads(load: float | None = None) -> int:
 
 
 def load_encoder(name_or_dir: str, device: str | torch.device = "cpu", *,
-                 precision: str = "fp32", matmul: str = "auto",
+                 precision: str = "fp32", matmul: str = "default",
                  batch_size: int = 8) -> nn.Module:
     """Load a model for feature extraction, in eval mode on ``device``.
 
@@ -138,7 +138,9 @@ def load_encoder(name_or_dir: str, device: str | torch.device = "cpu", *,
         applies.
     matmul : {"auto", "default", "onednn"}
         CPU float32 matmul backend (:func:`prism_science.models.layers.set_matmul_backend`);
-        ``auto`` measures both on the model's own layers (a fraction of a second).
+        ``auto`` measures both on the model's own layers (a fraction of a second). The default
+        is torch's own, fixed: a measured choice can differ between runs and machines (by up
+        to about 5e-6), and a resumed or distributed feature set must be computed one way.
     batch_size : int
         Clips per forward pass, the size the ``auto`` measurement uses.
     """

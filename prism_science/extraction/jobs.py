@@ -93,6 +93,9 @@ class ExtractOptions:
     precision: str = "fp32"
     """Inference precision: ``fp32``, ``bf16`` or ``auto`` (bf16 where the device has it
     natively); see :func:`prism_science.models.weights.resolve_precision`."""
+    matmul: str = "default"
+    """CPU float32 matmul backend: ``default`` (torch's), ``onednn`` or ``auto`` (measured at
+    load); see :func:`prism_science.extraction.features.load_encoder`."""
     subjects: str | None = None
     """Per-subject features: a tracks file, or ``"auto"`` (the built-in tracker); None: whole
     frames. See :mod:`prism_science.extraction.subjects`."""

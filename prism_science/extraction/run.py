@@ -141,7 +141,7 @@ def run_extraction(
                     "default: all usable cores when idle, else one left to decoding")
     try:
         model = load_encoder(options.model, device=device, precision=options.precision,
-                             batch_size=options.batch_size)
+                             matmul=options.matmul, batch_size=options.batch_size)
     except BaseException:
         torch.set_num_threads(previous_threads)
         raise

@@ -185,6 +185,28 @@ def test_extract_precision_flag_end_to_end(tmp_path, capsys):
         main([*base, "--precision", "fp16"])
 
 
+@needs_onednn
+def test_extract_matmul_flag_is_fixed_unless_asked(tmp_path):
+    """The backend is torch's default unless --matmul says otherwise (a measured choice could
+    differ between a run and its resume); --matmul onednn gives the same features within 1e-5."""
+    from prism_science.cli.main import main
+    from prism_science.store import open_store
+    from tests.store.conftest import write_video
+
+    write_video(tmp_path / "a.mp4", 12)
+    runs = {}
+    for flag in (None, "onednn"):
+        out = tmp_path / f"{flag}.zarr"
+        args = ["extract", str(tmp_path / "a.mp4"), "--out", str(out), "--model", TEST_MODEL,
+                "--hop", "2", "--no-progress", "--threads", "1", "--precision", "fp32"]
+        assert main(args + ([] if flag is None else ["--matmul", flag])) == 0
+        with open_store(out, "r") as store:
+            runs[flag] = store.read_features("a.mp4", f"{TEST_MODEL}/mean")
+    assert runs[None].provenance["matmul_backend"] == "default"
+    assert runs["onednn"].provenance["matmul_backend"] == "onednn"
+    np.testing.assert_allclose(runs["onednn"].values, runs[None].values, atol=1e-5)
+
+
 def test_search_precision_flag(tmp_path, capsys):
     import json
 
