@@ -8,12 +8,15 @@ extracted twice into one store: whole frames (``--subjects`` off) and per subjec
 SLEAP tracks (crops of 2.5 body lengths, or ``--crop-size``). The same linear probe
 (standardised features, logistic regression with balanced class weights) is scored by grouped
 cross-validation over contiguous time blocks: whole frame, the male's crops, and the female's
-crops as a control (her crops show the male only when he is close).
+crops as a control (her crops show the male only when he is close). The same probe on pixels
+(16x16 grayscale + frame difference, PCA) of the whole frame and of the male's crops calibrates it.
 
     .venv/bin/python benchmarks/subject_crops.py [--hop 16] [--blocks 5] [--align-heading]
+    .venv/bin/python benchmarks/subject_crops.py --models v2=default,v1=runs/v1,random
 
-Prints balanced accuracy and average precision per feature set, and the extraction time of
-each pass on this machine.
+``--models`` compares encoders on the same features and probes: names or weights folders, and
+``random`` (the default's architecture with random weights, seed 0). Prints balanced accuracy
+and average precision per feature set, and the extraction time of each pass on this machine.
 
 ``--section openfield`` (or ``all``) adds the real open-field mouse video
 (../shared/data/real/dlc_openfield/m3v1mp4.mp4: 640x480, 30 fps, 2330 frames, one mouse, no
@@ -38,6 +41,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
@@ -48,11 +52,13 @@ from sklearn.preprocessing import StandardScaler
 
 from prism_science.extraction import ExtractOptions, WindowParams, run_extraction
 from prism_science.extraction.subjects import default_tracks_path, smooth_track, subject_crops
+from prism_science.models import build_model, save_model
 from prism_science.store import open_store
 from prism_science.tracks import Tracks, read_tracks
 from prism_science.video import open_video
 
 REPO = Path(__file__).resolve().parents[1]
+RANDOM_ARCHITECTURE = "prism-lvt-tiny-p16-f16-r128"  # the bundled default's
 
 
 def _labels(path: Path, n_frames: int) -> np.ndarray:
@@ -66,14 +72,17 @@ def _labels(path: Path, n_frames: int) -> np.ndarray:
     return y
 
 
-def _score(X: np.ndarray, y: np.ndarray, blocks: int) -> tuple[float, float]:
+def _score(X: np.ndarray, y: np.ndarray, blocks: int,
+           pca: int | None = None) -> tuple[float, float]:
+    """Balanced accuracy and AP of the probe (PCA first when ``pca``) over time blocks."""
     keep = np.isfinite(X).all(1)
     X, y = X[keep], y[keep]
     groups = np.arange(len(y)) * blocks // len(y)  # contiguous stretches of time
     predicted = np.zeros(len(y), np.int64)
     scores = np.zeros(len(y))
     for train, test in GroupKFold(n_splits=blocks).split(X, y, groups):
-        probe = make_pipeline(StandardScaler(), LogisticRegression(
+        steps = [StandardScaler()] + ([PCA(n_components=pca, random_state=0)] if pca else [])
+        probe = make_pipeline(*steps, LogisticRegression(
             C=1.0, class_weight="balanced", max_iter=2000))
         probe.fit(X[train], y[train])
         predicted[test] = probe.predict(X[test])
@@ -82,48 +91,73 @@ def _score(X: np.ndarray, y: np.ndarray, blocks: int) -> tuple[float, float]:
 
 
 def fly_section(args: argparse.Namespace) -> None:
-    """The fly clip: whole frame vs male / female crops from the proofread SLEAP tracks."""
+    """The fly clip: whole frame vs male / female crops from the proofread SLEAP tracks, for
+    each model of ``--models``, against the same probe on pixels."""
     folder = args.shared / "data" / "real" / "sleap_flies"
-    video, tracks = folder / "clip.mp4", folder / "clip.slp"
+    video, tracks_path = folder / "clip.mp4", folder / "clip.slp"
     tmp = tempfile.TemporaryDirectory()
-    store_path = args.store or Path(tmp.name) / "flies.zarr"
+    store_folder = args.store.parent if args.store else Path(tmp.name)
     params = WindowParams(hop=args.hop)
-    base = ExtractOptions(model=args.model, params=params, progress=False)
-    seconds = {}
-    for name, options in (
-        ("whole frame", base),
-        ("per subject", ExtractOptions(model=args.model, params=params, progress=False,
-                                       subjects=str(tracks), crop_size=args.crop_size,
-                                       align_heading=args.align_heading)),
-    ):
-        t0 = time.perf_counter()
-        report = run_extraction([video], store_path, options)
-        seconds[name] = time.perf_counter() - t0
-        if not report.ok:
-            raise SystemExit(report.summary())
-    with open_store(store_path, "r") as store:
-        keys = store.feature_keys("clip.mp4")
-        whole = next(k for k in keys if "@" not in k)
-        sets = {"whole frame": store.read_features("clip.mp4", whole).values}
-        crop_sizes = {}
-        for subject in ("male", "female"):
-            key = f"{whole}@{subject}"
-            features = store.read_features("clip.mp4", key)
-            sets[f"{subject} crops"] = features.values
-            crop_sizes[subject] = features.provenance["crop"]["size"]
-    n_frames = len(sets["whole frame"])
+    seconds: dict[str, float] = {}
+    sets: dict[str, np.ndarray] = {}
+    crop_sizes: dict[str, int] = {}
+    for label, model in _models(args, store_folder):
+        store_path = store_folder / f"flies-{label}.zarr"
+        for name, options in (
+            ("whole frame", ExtractOptions(model=model, params=params, progress=False)),
+            ("per subject", ExtractOptions(model=model, params=params, progress=False,
+                                           subjects=str(tracks_path),
+                                           crop_size=args.crop_size,
+                                           align_heading=args.align_heading)),
+        ):
+            t0 = time.perf_counter()
+            report = run_extraction([video], store_path, options)
+            seconds[f"{label} {name}"] = time.perf_counter() - t0
+            if not report.ok:
+                raise SystemExit(report.summary())
+        with open_store(store_path, "r") as store:
+            keys = store.feature_keys("clip.mp4")
+            whole = next(k for k in keys if "@" not in k)
+            sets[f"{label}: whole frame"] = store.read_features("clip.mp4", whole).values
+            for subject in ("male", "female"):
+                features = store.read_features("clip.mp4", f"{whole}@{subject}")
+                sets[f"{label}: {subject} crops"] = features.values
+                crop_sizes[subject] = int(features.provenance["crop"]["size"])
+    n_frames = len(next(iter(sets.values())))
+    tracks = read_tracks(tracks_path)
+    pixels = _pixel_features(video, tracks, crop_sizes["male"], subject="male")
     y = _labels(folder / "clip_heuristic_labels.csv", n_frames)
-    print(f"clip.mp4: {n_frames} frames, male wing extension on {y.mean():.0%}; model "
-          f"{args.model} ({whole}), hop {args.hop}; crops {crop_sizes} px from clip.slp"
-          f"{', heading-up' if args.align_heading else ''}; "
+    print(f"clip.mp4: {n_frames} frames, male wing extension on {y.mean():.0%}; models "
+          f"{', '.join(label for label, _ in _models(args, store_folder))}, hop {args.hop}; "
+          f"crops {crop_sizes} px from clip.slp{', heading-up' if args.align_heading else ''}; "
           f"{args.blocks}-fold CV over contiguous time blocks; chance balanced accuracy 0.50")
-    print(f"{'features':<14} {'bal. acc.':>9} {'AP':>6}")
-    for name, X in sets.items():
-        bacc, ap = _score(X.reshape(len(X), -1), y, args.blocks)
-        print(f"{name:<14} {bacc:9.3f} {ap:6.3f}")
+    print(f"{'features':<34} {'bal. acc.':>9} {'AP':>6}")
+    rows = [("pixels: whole frame", pixels["whole-frame pixels"], args.pca),
+            ("pixels: male crops", pixels["crop pixels"], args.pca)]
+    rows += [(name, X, None) for name, X in sets.items()]
+    for name, X, pca in rows:
+        bacc, ap = _score(X.reshape(len(X), -1), y, args.blocks, pca)
+        print(f"{name:<34} {bacc:9.3f} {ap:6.3f}")
     print(f"prevalence (AP of chance) {y.mean():.3f}")
-    print(f"extraction: whole frame {seconds['whole frame']:.1f} s, both subjects "
-          f"{seconds['per subject']:.1f} s ({seconds['per subject'] / 2:.1f} s per subject)")
+    print("extraction: " + ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()))
+
+
+def _models(args: argparse.Namespace, folder: Path) -> list[tuple[str, str]]:
+    """(label, model) of each ``--models`` entry: ``NAME`` or ``LABEL=FOLDER``, and ``random``:
+    the default's architecture with random weights (seed 0), saved once under ``folder``."""
+    out = []
+    for entry in args.models.split(","):
+        label, _, model = entry.partition("=")
+        model = model or label
+        if model == "random":
+            target = folder / "random-weights"
+            if not (target / "config.json").is_file():
+                torch.manual_seed(0)
+                save_model(build_model(RANDOM_ARCHITECTURE, vocabulary_size=8), target,
+                           name="random-weights")
+            model = str(target)
+        out.append((label, model))
+    return out
 
 
 # ------------------------------------------------------------------------ open-field mouse
@@ -169,7 +203,8 @@ def _gray16(frames: np.ndarray) -> np.ndarray:
         (16, 16), Image.BOX), np.float32).ravel() / 255.0 for f in frames])
 
 
-def _pixel_features(video: Path, tracks: Tracks, crop_size: int) -> dict[str, np.ndarray]:
+def _pixel_features(video: Path, tracks: Tracks, crop_size: int,
+                    subject: str | None = None) -> dict[str, np.ndarray]:
     """16x16 grayscale + frame difference of the whole frame and of the subject's crop.
 
     The crops are those the encoder saw (same smoothed centre and side), resized to 16 px.
@@ -177,7 +212,8 @@ def _pixel_features(video: Path, tracks: Tracks, crop_size: int) -> dict[str, np
     with open_video(video) as reader:
         info = reader.info
         (crop,) = subject_crops(tracks, info.n_frames, (info.height, info.width), 16,
-                                crop_size=crop_size)
+                                crop_size=crop_size,
+                                subjects=[subject or tracks.subjects[0]])
         whole, crops = [], []
         for start, frames in reader.iter_chunks(64):
             whole.append(_gray16(frames))
@@ -209,51 +245,53 @@ def _score_multiclass(X: np.ndarray, y: np.ndarray, blocks: int, pca: int | None
 
 
 def openfield_section(args: argparse.Namespace) -> None:
-    """The open-field mouse: whole frame vs crop, pixels vs encoder, on track-derived labels."""
+    """The open-field mouse: whole frame vs crop, pixels vs each model of ``--models``, on
+    track-derived labels."""
     video = args.shared / "data" / "real" / "dlc_openfield" / "m3v1mp4.mp4"
     tmp = tempfile.TemporaryDirectory()
     folder = args.store.parent if args.store else Path(tmp.name)
-    store_path = folder / "openfield.zarr"
-    # Crops of each size, and RoI features, in stores of their own: they share the key
-    # <model>/mean@animal0, and a store refuses to mix parameters under one key.
-    crops_path = folder / f"openfield_crops{args.crop_size or ''}.zarr"
     params = WindowParams(hop=args.hop)
-    seconds = {}
-    runs = [("whole frame", store_path, ExtractOptions(model=args.model, params=params,
-                                                       progress=False)),
-            ("crops (tracker)", crops_path, ExtractOptions(
-                model=args.model, params=params, progress=False, subjects="auto", n_animals=1,
-                crop_size=args.crop_size))]
-    for name, path, options in runs:
-        t0 = time.perf_counter()
-        report = run_extraction([video], path, options)
-        seconds[name] = time.perf_counter() - t0
-        if not report.ok:
-            raise SystemExit(report.summary())
-    tracks_path = default_tracks_path(crops_path, video.name)
-    if args.boxes:  # a store of its own: RoI features share the crops' key <model>/mean@animal0
-        t0 = time.perf_counter()
-        report = run_extraction([video], folder / "openfield_roi.zarr", ExtractOptions(
-            model=args.model, params=params, progress=False, subjects=str(tracks_path),
-            boxes=True))
-        seconds["RoI (tracker box)"] = time.perf_counter() - t0
-        if not report.ok:
-            raise SystemExit(report.summary())
-    tracks = read_tracks(tracks_path)
+    seconds: dict[str, float] = {}
     sets: dict[str, np.ndarray] = {}
-    with open_store(store_path, "r") as store:
-        keys = store.feature_keys(video.name)
-        whole = next(k for k in keys if "@" not in k)
-        fps = store.video_info(video.name).fps
-        sets["whole-frame encoder"] = store.read_features(video.name, whole).values
-    with open_store(crops_path, "r") as store:
-        crop_features = store.read_features(video.name, f"{whole}@animal0")
-        sets["crop encoder"] = crop_features.values
-        crop_size = int(crop_features.provenance["crop"]["size"])
-    if args.boxes:
-        with open_store(folder / "openfield_roi.zarr", "r") as store:
-            sets["RoI encoder (box)"] = store.read_features(video.name,
-                                                            f"{whole}@animal0").values
+    tracks_path: Path | None = None  # the built-in tracker runs once, for the first model
+    for label, model in _models(args, folder):
+        # Whole frames, crops of each size and RoI features in stores of their own: crops
+        # and RoI features share the key <model>/mean@animal0.
+        store_path = folder / f"openfield-{label}.zarr"
+        crops_path = folder / f"openfield-{label}-crops{args.crop_size or ''}.zarr"
+        subjects = str(tracks_path) if tracks_path else "auto"
+        runs = [("whole frame", store_path, ExtractOptions(
+                    model=model, params=params, progress=False)),
+                ("crops", crops_path, ExtractOptions(
+                    model=model, params=params, progress=False, subjects=subjects,
+                    n_animals=1, crop_size=args.crop_size))]
+        if args.boxes:
+            runs.append(("RoI", folder / f"openfield-{label}-roi.zarr", None))
+        for name, path, options in runs:
+            if options is None:  # RoI: the tracker's boxes, known once the crops ran
+                options = ExtractOptions(model=model, params=params, progress=False,
+                                         subjects=str(tracks_path), boxes=True)
+            t0 = time.perf_counter()
+            report = run_extraction([video], path, options)
+            seconds[f"{label} {name}"] = time.perf_counter() - t0
+            if not report.ok:
+                raise SystemExit(report.summary())
+            if name == "crops" and tracks_path is None:
+                tracks_path = default_tracks_path(crops_path, video.name)
+        with open_store(store_path, "r") as store:
+            whole = next(k for k in store.feature_keys(video.name) if "@" not in k)
+            fps = store.video_info(video.name).fps
+            sets[f"{label}: whole-frame encoder"] = store.read_features(video.name,
+                                                                          whole).values
+        with open_store(crops_path, "r") as store:
+            crop_features = store.read_features(video.name, f"{whole}@animal0")
+            sets[f"{label}: crop encoder"] = crop_features.values
+            crop_size = int(crop_features.provenance["crop"]["size"])
+        if args.boxes:
+            with open_store(folder / f"openfield-{label}-roi.zarr", "r") as store:
+                sets[f"{label}: RoI encoder (box)"] = store.read_features(
+                    video.name, f"{whole}@animal0").values
+    tracks = read_tracks(tracks_path)
     t0 = time.perf_counter()
     pixels = _pixel_features(video, tracks, crop_size)
     seconds["pixels (both)"] = time.perf_counter() - t0
@@ -261,25 +299,23 @@ def openfield_section(args: argparse.Namespace) -> None:
     counts = {b: int((y == k).sum()) for k, b in enumerate(BEHAVIOURS)}
     print(f"\n{video.name}: {len(y)} frames, tracked by the built-in tracker (body length "
           f"{stats['body_length_px']:.0f} px, crops {crop_size} px); labels from the track: "
-          f"{counts}, {int((y < 0).sum())} frames left out; model {args.model} ({whole}), hop "
-          f"{args.hop}; {args.blocks}-fold CV over contiguous time blocks; chance balanced "
-          f"accuracy {1 / len(BEHAVIOURS):.2f}")
-    print(f"{'features':<22} {'dims':>5} {'bal. acc.':>9}  recall " + "/".join(BEHAVIOURS))
-    rows = [("whole-frame pixels", pixels["whole-frame pixels"], args.pca),
-            ("whole-frame encoder", sets["whole-frame encoder"], None),
-            ("crop encoder", sets["crop encoder"], None),
-            ("crop pixels", pixels["crop pixels"], args.pca)]
-    if args.boxes:
-        rows.append(("RoI encoder (box)", sets["RoI encoder (box)"], None))
+          f"{counts}, {int((y < 0).sum())} frames left out; hop {args.hop}; {args.blocks}-fold "
+          f"CV over contiguous time blocks; chance balanced accuracy {1 / len(BEHAVIOURS):.2f}")
+    print(f"{'features':<34} {'dims':>5} {'bal. acc.':>9}  recall " + "/".join(BEHAVIOURS))
+    rows = [("pixels: whole frame", pixels["whole-frame pixels"], args.pca),
+            ("pixels: crop", pixels["crop pixels"], args.pca)]
+    rows += [(name, X, None) for name, X in sets.items()]
     results = {}
     for name, X, pca in rows:
         X = X.reshape(len(X), -1)
         bacc, recall = _score_multiclass(X, y, args.blocks, pca)
         results[name] = bacc
         dims = f"{pca}pc" if pca else str(X.shape[1])
-        print(f"{name:<22} {dims:>5} {bacc:9.3f}  " + " / ".join(f"{r:.2f}" for r in recall))
-    base = results["whole-frame pixels"]
-    print(f"crop encoder / whole-frame pixels: {results['crop encoder'] / base:.2f}x")
+        print(f"{name:<34} {dims:>5} {bacc:9.3f}  " + " / ".join(f"{r:.2f}" for r in recall))
+    base = results["pixels: whole frame"]
+    for name, value in results.items():
+        if name.endswith("crop encoder"):
+            print(f"{name} / whole-frame pixels: {value / base:.2f}x")
     print("extraction: " + ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()))
 
 
@@ -292,14 +328,18 @@ def main() -> None:
     parser.add_argument("--crop-size", type=int, default=None)
     parser.add_argument("--align-heading", action="store_true",
                         help="rotate the crops heading-up (SLEAP head-thorax heading)")
-    parser.add_argument("--model", default="default")
+    parser.add_argument("--models", default="default",
+                        help="comma-separated models: a name, LABEL=FOLDER, or random (the "
+                        "default's architecture with random weights); e.g. "
+                        "v2=default,v1=runs/v1,random")
     parser.add_argument("--pca", type=int, default=64,
-                        help="PCA components of the pixel features (open field)")
+                        help="PCA components of the pixel features")
     parser.add_argument("--boxes", action="store_true",
                         help="open field: also RoI-pooled whole-frame tokens over the "
                         "tracker's box (extract --boxes)")
     parser.add_argument("--store", type=Path, default=None,
-                        help="reuse/keep the store here (default: a temporary folder)")
+                        help="keep the stores beside this path, reused by a rerun "
+                        "(default: a temporary folder)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.section in ("fly", "all"):

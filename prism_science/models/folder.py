@@ -176,6 +176,9 @@ def save_model(model: nn.Module, directory: str | Path, name: str | None = None,
     tmp_config = directory / (CONFIG_FILE + ".tmp")
     tmp_config.write_text(json.dumps(meta, indent=1) + "\n")
     os.replace(tmp_config, directory / CONFIG_FILE)
+    # safetensors creates its file readable by the owner only; a weights folder is shared (a
+    # lab's cluster, a package), so it gets the permissions the umask gives config.json.
+    os.chmod(weights_path, (directory / CONFIG_FILE).stat().st_mode & 0o777)
     tokenizer = getattr(model, "tokenizer", None)
     if tokenizer is not None:
         src = Path(tokenizer.model_path)

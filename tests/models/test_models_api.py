@@ -158,6 +158,9 @@ def test_registered_name_without_weights_is_random_and_logged(caplog):
 
 def test_save_load_round_trip(tmp_path, model, video):
     folder = save_model(model, tmp_path / "w")
+    # as readable as any file the umask allows (safetensors alone writes 0600)
+    assert ((folder / "model.safetensors").stat().st_mode & 0o777
+            == (folder / "config.json").stat().st_mode & 0o777)
     meta = json.loads((folder / "config.json").read_text())
     assert meta["family"] == "video_encoder" and meta["name"] == TEST
     assert meta["config"]["model_dim"] == 32 and len(meta["sha256"]) == 64

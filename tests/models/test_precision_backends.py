@@ -50,7 +50,9 @@ def test_onednn_path_matches_the_default_path(name):
         fast = encoder(video, frame_paddings=paddings)
     # The weights were really packed for oneDNN (the path ran).
     assert any("_onednn_cache" in m.__dict__ for m in encoder.modules())
-    torch.testing.assert_close(fast, reference, atol=1e-5, rtol=1e-5)
+    # fp32 sums in another order: 1e-5 of the largest token value (the default's reach 3.4)
+    scale = float(reference.abs().max())
+    torch.testing.assert_close(fast, reference, atol=1e-5 * max(1.0, scale), rtol=1e-5)
     set_matmul_backend(model, "default")
     assert not any(getattr(m, "onednn", False) for m in model.modules())
 

@@ -52,6 +52,16 @@ def test_named_configs_resolve_under_the_workdir_not_the_package(tmp_path: Path,
     # The default work directory is ./runs of the current directory.
     assert resolve_config(get_config("lit_tiny")).encoder == str(
         tmp_path / "runs" / "default" / "stage2")
+    # Default encoder v2's chain (docs/training.md): v1 -> stage 1 on crops -> stage 2 -> LiT.
+    chain = [resolve_config(get_config(name), workdir)
+             for name in ("stage1_crops_video", "stage2_crops", "lit_crops")]
+    assert chain[0].init_from == str(workdir / "v1")
+    assert chain[1].teacher == str(workdir / "crops" / "stage1_video") == chain[0].out_dir
+    assert chain[2].encoder == str(workdir / "crops" / "stage2") == chain[1].out_dir
+    assert chain[1].crop_manifest == ",".join(
+        str(workdir / p) for p in ("synth_crops/crops.jsonl", "crops/real.jsonl"))
+    assert chain[2].crop_manifest == str(workdir / "synth_crops" / "crops.jsonl")
+    assert not chain[2].manifest and not chain[1].video_dir  # crops only
 
 
 def test_overrides_are_relative_to_the_current_directory(tmp_path: Path, monkeypatch) -> None:
