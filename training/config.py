@@ -688,42 +688,23 @@ _REAL_CROPS = "crops/real.jsonl"
 @register_config("stage1_crops")
 def _stage1_crops() -> TrainConfig:
     # stage1_tiny on per-animal crops of the synthetic world: one frame per window (appearance
-    # first, as stage1_tiny), each caption about the animal in the crop. Real videos have no
-    # captions, so stage 1 sees the synthetic crops only.
-    return Stage1Config(
-        model="prism-lvt-tiny-p16-f16-r128",
-        out_dir="crops/stage1",
-        crop_manifest=_SYNTH_CROPS,
-        cache_dir=_CACHE,
-        num_frames=1,
-        batch_size=64,
-        total_steps=1200,
-        warmup_steps=60,
-        lr=5e-4,
-        ckpt_every=50,
-        log_every=10,
-    )
+    # first), each caption about the animal in the crop. Real videos have no captions, so
+    # stage 1 sees the synthetic crops only.
+    return dataclasses.replace(_stage1_tiny(), out_dir="crops/stage1", manifest="",
+                               synth_dir="", crop_manifest=_SYNTH_CROPS)
 
 
 @register_config("stage1_crops_video")
 def _stage1_crops_video() -> TrainConfig:
-    # stage1_video_tiny on crops: 4-frame clips over 1 s, 4 windows of each of 8 videos per
-    # batch, so that captions within a video differ by what the animals do and which animal.
-    # Default encoder v2 continues v1 (the bundled weights of commit 041b3b8, extracted to
-    # runs/v1, docs/training.md): its appearance and words carry over, and the crops add the
-    # animal's scale; `--set init_from=crops/stage1/final` starts from stage1_crops instead.
+    # stage1_video_tiny on crops: 4 windows of each of 8 animals per batch, so that captions
+    # within a batch group differ by what the animal does. Default encoder v2 continues v1
+    # (the bundled weights of commit 041b3b8, extracted to runs/v1, docs/training.md): its
+    # appearance and words carry over, and 400 steps suffice; `--set
+    # init_from=crops/stage1/final` starts from stage1_crops instead.
     return dataclasses.replace(
-        _stage1_crops(),
-        out_dir="crops/stage1_video",
-        init_from="v1",
-        num_frames=4,
-        frame_stride=4,
-        windows_per_clip=4,
-        batch_size=32,
-        total_steps=400,
-        warmup_steps=20,
+        _stage1_video_tiny(), out_dir="crops/stage1_video", init_from="v1", manifest="",
+        synth_dir="", crop_manifest=_SYNTH_CROPS, total_steps=400, warmup_steps=20,
         ckpt_every=20,
-        log_every=5,
     )
 
 
